@@ -89,9 +89,15 @@ class Settings(BaseSettings):
     engine_path: Path | None = Field(
         None, validation_alias=_env("engine_path"),
         description="engine directory (manifest.json + ONNX/TensorRT); empty uses the shipped default, 'none' the baseline")
+    engine_cache: Path | None = Field(
+        None, validation_alias=_env("engine_cache"),
+        description="volume where the container entrypoint keeps engines built for this GPU; empty skips the build")
     engine_backend: Literal["auto", "tensorrt", "onnxruntime", "torch"] = Field(
         "auto", validation_alias=_env("engine_backend"),
         description="inference backend; auto prefers TensorRT, then ONNX Runtime")
+    allow_baseline_fallback: bool = Field(
+        False, validation_alias=_env("allow_baseline_fallback"),
+        description="report ready (/readyz) while serving the baseline forecaster because no engine loaded")
     microbatch_max_size: int = Field(64, ge=1, validation_alias=_env("microbatch_max_size"),
                                      description="largest inference micro-batch (beds)")
     microbatch_max_wait_ms: float = Field(20.0, ge=0, validation_alias=_env("microbatch_max_wait_ms"),
@@ -108,6 +114,15 @@ class Settings(BaseSettings):
                                        description="consecutive updates above raise risk to raise")
     alert_clear_updates: int = Field(3, ge=1, validation_alias=_env("alert_clear_updates"),
                                      description="consecutive updates below clear risk to resolve")
+    alert_near_map_mmhg: float = Field(
+        5.0, ge=0, validation_alias=_env("alert_near_map_mmhg"),
+        description="MAP this close above the IOH threshold and falling escalates a predicted alert (mmHg)")
+    alert_falling_mmhg_per_min: float = Field(
+        0.5, ge=0, validation_alias=_env("alert_falling_mmhg_per_min"),
+        description="MAP slope at or below minus this counts as falling (mmHg/min)")
+    alert_quality_after_s: float = Field(
+        30.0, gt=0, validation_alias=_env("alert_quality_after_s"),
+        description="event time of continuous artifact before a signal-quality alert is raised (s)")
     ioh_map_mmhg: float = Field(65.0, gt=0, validation_alias=_env("ioh_map_mmhg"),
                                 description="MAP threshold of hypotension (mmHg)")
     ioh_min_duration_s: float = Field(60.0, gt=0, validation_alias=_env("ioh_min_duration_s"),

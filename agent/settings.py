@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     model_fs_hz: float = Field(100.0, gt=0, validation_alias=_env("model_fs_hz"),
                                description="waveform rate the models see (Hz)")
     allowed_lateness_s: float = Field(
-        10.0, ge=0, validation_alias=_env("allowed_lateness_s"),
-        description="how long a bed waits for late or out-of-order chunks before a cell is final (s)")
+        0.0, ge=0, validation_alias=_env("allowed_lateness_s"),
+        description="extra wait for late chunks before a cell is final (s); adds to forecast latency")
     max_gap_s: float = Field(
         120.0, gt=0, validation_alias=_env("max_gap_s"),
         description="a jump in device time larger than this restarts the bed's window (s)")

@@ -1,0 +1,221 @@
+"""``iohwatch alerts``: print alert lifecycle events from ``ioh.alerts``.
+
+Reads every partition by manual assignment (no consumer group), so any number of followers
+each see every alert and none waits for a group join. Events are de-duplicated by
+``event_id`` (delivery is at least once). Malformed messages are reported on stderr, counted
+and skipped.
+
+"Caught up" is detected by silence (``--idle-exit-s``), not by the high watermark, which the
+embedded Tansu broker can understate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import click
+
+from agent.alerts import KINDS
+from agent.commands._common import load_settings
+from streams.contracts import Alert
+from streams.topics import ALERTS
+
+# Alerts issued up to this long before `--follow` started still count as new (clock skew
+# between the worker and this machine).
+CLOCK_SKEW_S = 5.0
+DEDUP_CAPACITY = 100_000          # event ids remembered; the oldest are forgotten first
+
+_STYLE = {
+    ("raised", "high"): "bold red", ("escalated", "high"): "bold red",
+    ("raised", "medium"): "yellow", ("escalated", "medium"): "yellow",
+    ("raised", "low"): "cyan", ("escalated", "low"): "cyan",
+}
+
+
+def format_alert(alert: Alert) -> str:
+    """One readable line: event time (UTC), priority, action, kind, message."""
+    t = datetime.fromtimestamp(alert.t_ns / 1e9, tz=timezone.utc).strftime("%H:%M:%SZ")
+    return f"{t}  {alert.priority.upper():<6}  {alert.action:<10}  {alert.kind:<15}  {alert.message}"
+
+
+def alert_style(alert: Alert) -> str:
+    """rich style of an alert line: red high, yellow medium, cyan low, green resolved, dim suppressed."""
+    if alert.action == "resolved":
+        return "green"
+    if alert.action == "suppressed":
+        return "dim"
+    return _STYLE.get((alert.action, alert.priority), "")
+
+
+class Deduplicator:
+    """Remembers the last ``capacity`` event ids; ``seen`` is True for a repeat."""
+
+    def __init__(self, capacity: int = DEDUP_CAPACITY):
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False
+
+
+@dataclass
+class Counts:
+    printed: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    filtered: int = 0
+    older: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.printed} alerts, {self.duplicates} duplicates dropped, "
+                f"{self.malformed} malformed skipped")
+        if self.filtered:
+            text += f", {self.filtered} filtered out"
+        if self.older:
+            text += f", {self.older} issued before start skipped"
+        return text
+
+
+@click.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new alerts until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line (the Alert contract), for other programs.")
+@click.option("--from-beginning", is_flag=True,
+              help="With --follow, first print the alerts already on the topic "
+                   "(without --follow they are always printed).")
+@click.option("--bed", "beds", multiple=True, metavar="BED", help="Only this bed (repeatable).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only this kind (repeatable).")
+@click.option("--idle-exit-s", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Without --follow: exit after this long with no new message. Catching up is "
+                   "detected by silence because the embedded broker can understate the high watermark.")
+@click.option("--topic", default=ALERTS.name, show_default=True, help="Topic to read.")
+def alerts(follow: bool, as_json: bool, from_beginning: bool, beds: tuple[str, ...], kinds: tuple[str, ...],
+           idle_exit_s: float, topic: str) -> None:
+    """Print alerts from ioh.alerts, de-duplicated by event id.
+
+    Without --follow, prints the alerts on the topic and exits when caught up. With --follow,
+    prints alerts issued from now on (all of them with --from-beginning) until interrupted.
+    Connects to KAFKA_BOOTSTRAP_SERVERS, or to the embedded broker on loopback when unset.
+    """
+    settings = load_settings()
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+
+    def emit(alert: Alert) -> None:
+        if as_json:
+            click.echo(alert.model_dump_json())
+        else:
+            console.print(Text(format_alert(alert), style=alert_style(alert)))
+
+    counts = Counts()
+    try:
+        asyncio.run(_consume(settings, topic, emit, counts, follow=follow, from_beginning=from_beginning,
+                             beds=set(beds), kinds=set(kinds), idle_exit_s=idle_exit_s))
+    except KeyboardInterrupt:
+        pass
+    if counts.errors:
+        raise click.ClickException(counts.errors[0])
+    click.echo(counts.summary(), err=True)
+
+
+async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, from_beginning: bool,
+                   beds: set[str], kinds: set[str], idle_exit_s: float) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    from streams.broker import kafka_client_kwargs
+    from streams.contracts import ContractError, decode
+
+    address = settings.bootstrap()
+    consumer = AIOKafkaConsumer(**kafka_client_kwargs(settings), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", request_timeout_ms=10_000)
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        counts.errors.append(
+            f"cannot reach Kafka at {address} ({exc}); set KAFKA_BOOTSTRAP_SERVERS to the cluster's "
+            f"address, or leave it unset and start the agent (`iohwatch run` or `iohwatch demo`) so the "
+            f"embedded broker listens on 127.0.0.1:{settings.embedded_broker_port}")
+        await consumer.stop()
+        return
+    try:
+        start_wall_ns = time.time_ns()
+        partitions = await _partitions(consumer, topic, wait=follow)
+        if partitions is None:
+            click.echo(f"topic {topic} does not exist on {address} yet; no alerts", err=True)
+            return
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        only_new = follow and not from_beginning
+        if only_new:
+            await consumer.seek_to_end(*tps)
+        else:
+            await consumer.seek_to_beginning(*tps)
+        if follow:
+            click.echo(f"following {topic} on {address} ({len(tps)} partitions); Ctrl-C to stop", err=True)
+        dedup = Deduplicator()
+        last_msg = time.monotonic()
+        while True:
+            batch = await consumer.getmany(*tps, timeout_ms=200)
+            records = [r for tp in sorted(batch, key=lambda tp: tp.partition) for r in batch[tp]]
+            if records:
+                last_msg = time.monotonic()
+            elif not follow and time.monotonic() - last_msg >= idle_exit_s:
+                return
+            for rec in records:
+                try:
+                    if rec.value is None:
+                        raise ContractError("Alert: empty message")
+                    alert = decode(Alert, rec.value)
+                except ContractError as exc:
+                    counts.malformed += 1
+                    click.echo(f"warning: skipped malformed message {topic}[{rec.partition}]@{rec.offset}: "
+                               f"{exc}", err=True)
+                    continue
+                if dedup.seen(alert.event_id):
+                    counts.duplicates += 1
+                    continue
+                if only_new and alert.issued_wall_ns < start_wall_ns - int(CLOCK_SKEW_S * 1e9):
+                    counts.older += 1      # an understated end offset let an older alert through
+                    continue
+                if (beds and alert.bed_id not in beds) or (kinds and alert.kind not in kinds):
+                    counts.filtered += 1
+                    continue
+                emit(alert)
+                counts.printed += 1
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer, topic: str, wait: bool) -> set[int] | None:
+    """Partitions of ``topic``; with ``wait``, polls until the topic exists."""
+    noted = False
+    while True:
+        await consumer.topics()            # refreshes metadata
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return set(parts)
+        if not wait:
+            return None
+        if not noted:
+            click.echo(f"waiting for topic {topic} to be created ...", err=True)
+            noted = True
+        await asyncio.sleep(1.0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    alerts()

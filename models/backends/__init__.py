@@ -1,0 +1,1 @@
+"""Inference backends behind ``models.runtime``; each module is imported only when chosen."""

@@ -39,6 +39,7 @@ import hashlib
 import logging
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Literal
 
 from agent.settings import Settings
@@ -396,3 +397,27 @@ def _describe_map(x: AlertInput) -> str:
     if abs(slope) < 0.05:
         return text + " steady"
     return text + f" {'falling' if slope < 0 else 'rising'} {abs(slope):.1f} mmHg/min"
+
+
+# --- display ------------------------------------------------------------------------------------
+
+_STYLE = {
+    ("raised", "high"): "bold red", ("escalated", "high"): "bold red",
+    ("raised", "medium"): "yellow", ("escalated", "medium"): "yellow",
+    ("raised", "low"): "cyan", ("escalated", "low"): "cyan",
+}
+
+
+def format_alert(alert: Alert) -> str:
+    """One readable line: event time (UTC), priority, action, kind, message."""
+    t = datetime.fromtimestamp(alert.t_ns / 1e9, tz=timezone.utc).strftime("%H:%M:%SZ")
+    return f"{t}  {alert.priority.upper():<6}  {alert.action:<10}  {alert.kind:<15}  {alert.message}"
+
+
+def alert_style(alert: Alert) -> str:
+    """rich style of an alert line: red high, yellow medium, cyan low, green resolved, dim suppressed."""
+    if alert.action == "resolved":
+        return "green"
+    if alert.action == "suppressed":
+        return "dim"
+    return _STYLE.get((alert.action, alert.priority), "")

@@ -12,15 +12,13 @@ embedded Tansu broker can understate.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import click
 
-from agent.alerts import KINDS
+from agent.alerts import KINDS, alert_style, format_alert  # format_alert re-exported for callers
 from agent.commands._common import load_settings
 from streams.contracts import Alert
 from streams.topics import ALERTS
@@ -29,27 +27,6 @@ from streams.topics import ALERTS
 # between the worker and this machine).
 CLOCK_SKEW_S = 5.0
 DEDUP_CAPACITY = 100_000          # event ids remembered; the oldest are forgotten first
-
-_STYLE = {
-    ("raised", "high"): "bold red", ("escalated", "high"): "bold red",
-    ("raised", "medium"): "yellow", ("escalated", "medium"): "yellow",
-    ("raised", "low"): "cyan", ("escalated", "low"): "cyan",
-}
-
-
-def format_alert(alert: Alert) -> str:
-    """One readable line: event time (UTC), priority, action, kind, message."""
-    t = datetime.fromtimestamp(alert.t_ns / 1e9, tz=timezone.utc).strftime("%H:%M:%SZ")
-    return f"{t}  {alert.priority.upper():<6}  {alert.action:<10}  {alert.kind:<15}  {alert.message}"
-
-
-def alert_style(alert: Alert) -> str:
-    """rich style of an alert line: red high, yellow medium, cyan low, green resolved, dim suppressed."""
-    if alert.action == "resolved":
-        return "green"
-    if alert.action == "suppressed":
-        return "dim"
-    return _STYLE.get((alert.action, alert.priority), "")
 
 
 class Deduplicator:

@@ -15,9 +15,9 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from agent.alerts import AlertInput, AlertStateMachine
+from agent.alerts import AlertInput, AlertStateMachine, alert_style, format_alert
 from agent.cli import main
-from agent.commands.alerts import Deduplicator, alert_style, format_alert
+from agent.commands.alerts import Deduplicator
 from agent.settings import Settings
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, kafka_client_kwargs
 from streams.contracts import Alert, decode

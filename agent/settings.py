@@ -128,6 +128,26 @@ class Settings(BaseSettings):
     ioh_min_duration_s: float = Field(60.0, gt=0, validation_alias=_env("ioh_min_duration_s"),
                                       description="time below threshold that makes an IOH event (s)")
 
+    # --- HL7 ingest ---------------------------------------------------------------------------
+    hl7_default_timezone: str = Field(
+        "UTC", validation_alias=_env("hl7_default_timezone"),
+        description="IANA time zone of HL7 timestamps sent without a UTC offset (Vital Recorder sends local time)")
+    hl7_max_frame_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias=_env("hl7_max_frame_bytes"),
+        description="largest MLLP frame accepted; a longer one is answered AR and skipped")
+    hl7_max_inflight: int = Field(
+        2048, ge=1, validation_alias=_env("hl7_max_inflight"),
+        description="HL7 messages awaiting the broker's acknowledgement, all connections together")
+    hl7_max_inflight_per_connection: int = Field(
+        256, ge=1, validation_alias=_env("hl7_max_inflight_per_connection"),
+        description="HL7 messages awaiting the broker's acknowledgement on one connection")
+    hl7_dedup_window: int = Field(
+        100_000, ge=0, validation_alias=_env("hl7_dedup_window"),
+        description="recent message control ids remembered to acknowledge duplicates without re-writing")
+    hl7_write_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=_env("hl7_write_timeout_s"),
+        description="longest wait for the broker to acknowledge a write before answering AE")
+
     # --- service ------------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", validation_alias=_env("web_host"),
                           description="bind address of health and metrics")

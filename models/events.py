@@ -56,7 +56,7 @@ _LABEL_SLOT = {"ART_MBP": "map_mmhg", "ART_SBP": "sbp_mmhg", "ART_DBP": "dbp_mmh
                "PLETH_SPO2": "spo2_pct", "SPO2": "spo2_pct", "MAP": "map_mmhg", "ABP_MEAN": "map_mmhg"}
 _LABEL_NIBP = {"NIBP_SBP": "sbp_mmhg", "NIBP_DBP": "dbp_mmhg", "NIBP_MBP": "map_mmhg"}
 
-Event = Union[ClinicalEvent, Forecast, Sequence[Observation]]
+Event = Union[ClinicalEvent, Forecast, Observation, Sequence[Observation]]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,9 @@ def tokenize(event: Event, prev_t_ns: int | None) -> EventToken:
         if event.map_now_mmhg is not None and math.isfinite(event.map_now_mmhg):
             feats["map_mmhg"] = float(event.map_now_mmhg)
     else:
-        obs = list(event)
+        obs = [event] if isinstance(event, Observation) else list(event)
+        if not all(isinstance(o, Observation) for o in obs):
+            raise TypeError(f"tokenize: expected ClinicalEvent, Forecast or Observation(s), got {type(event).__name__}")
         if not obs:
             raise ValueError("tokenize: empty observation batch")
         t_ns, nid = max(o.t_ns for o in obs), name_id(None)

@@ -48,9 +48,12 @@ class Forecaster(Protocol):
 
 
 def map_level_and_slope(map_mmhg: np.ndarray, valid: np.ndarray, grid_s: float,
-                        level_s: float = 30.0, trend_s: float = 300.0) -> tuple[float, float]:
+                        level_s: float = 30.0, trend_s: float = 300.0,
+                        min_trend_coverage: float = 0.6) -> tuple[float, float]:
     """Current MAP (median of the last ``level_s``) and its least-squares slope (mmHg/min)
-    over the last ``trend_s``, using valid cells only. NaN when too little data."""
+    over the last ``trend_s``, using valid cells only. The slope is NaN unless at least
+    ``min_trend_coverage`` of the trend window is valid: a slope fitted to a minute of data
+    swings by several mmHg/min on a normotensive patient."""
     n_level = max(1, int(round(level_s / grid_s)))
     n_trend = max(2, int(round(trend_s / grid_s)))
     ok = valid & np.isfinite(map_mmhg)
@@ -58,7 +61,7 @@ def map_level_and_slope(map_mmhg: np.ndarray, valid: np.ndarray, grid_s: float,
     level = float(np.median(recent)) if recent.size else math.nan
     y = map_mmhg[-n_trend:]
     m = ok[-n_trend:]
-    if m.sum() < max(3, n_trend // 4):
+    if m.sum() < max(3, int(min_trend_coverage * n_trend)):
         return level, math.nan
     t_min = (np.arange(y.size, dtype=np.float64) - (y.size - 1)) * grid_s / 60.0
     tm, ym = t_min[m], y[m].astype(np.float64)
@@ -82,7 +85,8 @@ class BaselineForecaster:
     threshold_mmhg: float = 65.0
     margin_mmhg: float = 5.0
     scale_mmhg: float = 3.0
-    max_slope_mmhg_per_min: float = 4.0
+    max_slope_mmhg_per_min: float = 2.0
+    trend_persistence: float = 0.5
     name: str = "baseline-map-trend"
     version: str = "1"
     backend: str = "numpy"
@@ -99,9 +103,7 @@ class BaselineForecaster:
                 np.clip(slope, -self.max_slope_mmhg_per_min, self.max_slope_mmhg_per_min))
             risk = {}
             for h in self.horizons_min:
-                # Only downward trends are extrapolated in full; a rising MAP is damped because
-                # recoveries after vasopressors overshoot and then settle.
-                proj = level + (s if s < 0 else 0.5 * s) * h
+                proj = level + self.trend_persistence * s * h
                 z = (self.threshold_mmhg + self.margin_mmhg - proj) / self.scale_mmhg
                 risk[h] = float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
             out.append(ForecastOutput(risk=risk, drivers={"map_level_mmhg": level, "map_trend_mmhg_per_min": s}))

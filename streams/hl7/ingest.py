@@ -5,7 +5,7 @@
 1. light validation on the hot-path parser: an MSH with usable encoding characters, MSH-9
    (message type), MSH-10 (control id), a v2 version in MSH-12, and a bed in PV1-3; a failure
    answers AR/AE with an ERR segment and the reason, and writes a dead letter to ``dlq.hl7``;
-2. duplicates: a message whose (MSH-3, MSH-4, MSH-10) was written recently (bounded LRU of
+2. duplicates: a message whose (MSH-3, MSH-4, MSH-10, MSH-7) was written recently (bounded LRU of
    ``hl7_dedup_window`` ids) is answered AA again without writing it a second time; an id is
    remembered only after the broker acknowledged it, and a copy that arrives while the first is
    still being written waits for that write's outcome (AA if it succeeded, else it is written);
@@ -84,8 +84,8 @@ class HL7Ingest:
         self.metrics = metrics if isinstance(metrics, IngestMetrics) else IngestMetrics(metrics)
         self.dedup_window = dedup_window
         self.write_timeout_s = write_timeout_s
-        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._inflight: dict[tuple[str, str, str], asyncio.Future] = {}
+        self._seen: OrderedDict[tuple[str, str, str, str], None] = OrderedDict()
+        self._inflight: dict[tuple[str, str, str, str], asyncio.Future] = {}
 
     async def handle(self, message: bytes) -> bytes:
         """Validate, de-duplicate, write to ``hl7.raw``, and return the ACK to send back."""
@@ -107,7 +107,8 @@ class HL7Ingest:
         if not p.version.startswith("2."):
             return await self._reject("AR", control_id, hdr, f"MSH-12 version {p.version!r} is not HL7 v2",
                                       build.ERR_UNSUPPORTED_VERSION, message, "unsupported")
-        key = (hdr["sending_app"], hdr["sending_facility"], control_id)
+        # MSH-7 is part of the key: Vital Recorder restarts its control ids at 1 with every run.
+        key = (hdr["sending_app"], hdr["sending_facility"], control_id, p.msh_field(7))
         first = self._inflight.get(key)
         if first is not None:  # the same message is being written right now: share its outcome
             await asyncio.shield(first)

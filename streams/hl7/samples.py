@@ -114,5 +114,7 @@ def write_vital(path: Path, seconds: int = 10, fs_hz: float = 500.0, t0_s: float
                           ("Solar8000/ART_MBP", 7), ("Solar8000/HR", 2)):
         vf.trks[name].montype = montype
     path = Path(path)
-    vf.to_vital(str(path))
+    # packed=False keeps one wave record per second, as Vital Recorder writes them (the reference
+    # client streams a record when its start time falls in the interval it sends).
+    vf.to_vital(str(path), packed=False)
     return path

@@ -144,10 +144,18 @@ def _find_notch(x: np.ndarray, dxs: np.ndarray, o: int, p: int, e: int, fs_hz: f
     pp = float(x[p] - x[o])
     if pp <= 0:
         return -1
-    bumps, props = find_peaks(seg, prominence=NOTCH_MIN_PROM_REL * pp)
+    # interior local maxima of the derivative and how far each rises above the lower of the
+    # minima on its two sides (a prominence bounded by the search window)
+    bumps = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
     if bumps.size == 0:
         return -1
-    b = int(bumps[np.argmax(props["prominences"])])
+    left_min = np.minimum.accumulate(seg)[bumps - 1]
+    right_min = np.minimum.accumulate(seg[::-1])[::-1][bumps + 1]
+    prominence = seg[bumps] - np.maximum(left_min, right_min)
+    best = int(np.argmax(prominence))
+    if prominence[best] < NOTCH_MIN_PROM_REL * pp:
+        return -1
+    b = int(bumps[best])
     # the notch is the lowest pressure between the steepest fall and the re-acceleration
     fall = int(np.argmin(seg[:b + 1]))
     return lo + fall + int(np.argmin(x[lo + fall:lo + b + 1]))

@@ -89,13 +89,22 @@ def _moving_sum(v: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
+def _centred_mean(x: np.ndarray, k: int) -> np.ndarray:
+    """Moving average over k samples centred on each sample, edges padded with edge values."""
+    if k <= 1:
+        return x
+    h = k // 2
+    cs = np.concatenate(([0.0], np.cumsum(np.pad(x, (h, k - 1 - h), mode="edge"))))
+    return (cs[k:] - cs[:-k]) / k
+
+
 def _detect_run(x: np.ndarray, fs_hz: float) -> list[tuple[int, int, int, int]]:
     """(onset, end, peak, notch) of each complete beat in a finite run."""
     w = max(2, int(round(SSF_WINDOW_S * fs_hz)))
     dp = np.diff(x, prepend=x[0])
     np.maximum(dp, 0.0, out=dp)
     ssf = _moving_sum(dp, w)
-    min_dist = max(1, int(math.floor(fs_hz * 60.0 / HR_MAX_BPM)))
+    min_dist = max(1, int(math.ceil(fs_hz * 60.0 / HR_MAX_BPM)))
     cand, props = find_peaks(ssf, distance=min_dist, height=SSF_FLOOR_MMHG)
     if cand.size < 2:
         return []
@@ -118,7 +127,7 @@ def _detect_run(x: np.ndarray, fs_hz: float) -> list[tuple[int, int, int, int]]:
         prev = o
 
     k = max(1, int(round(SMOOTH_S * fs_hz)))
-    xs = np.convolve(x, np.full(k, 1.0 / k), mode="same") if k > 1 else x
+    xs = _centred_mean(x, k)
     dxs = np.gradient(xs) * fs_hz  # mmHg/s
     peak_n = max(2, int(round(PEAK_SEARCH_S * fs_hz)))
     max_len = fs_hz * 60.0 / HR_MIN_BPM

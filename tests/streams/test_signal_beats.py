@@ -90,3 +90,23 @@ def test_no_beats_on_flat_empty_or_all_nan():
     assert len(detect_beats(np.full(1000, np.nan, np.float32), 125.0)) == 0
     with pytest.raises(ValueError, match="fs_hz"):
         detect_beats(np.zeros(10), 0.0)
+
+
+def test_arbitrary_input_gives_consistent_beats():
+    """Noise, spikes, steps, NaN islands: no exception, every beat well formed."""
+    rng = np.random.default_rng(7)
+    base = synthetic_abp(20.0, 125.0, seed=8).x_mmhg.astype(np.float64)
+    signals = [
+        rng.normal(80, 30, 2500),
+        np.where(rng.random(2500) < 0.02, 300.0, base),
+        np.concatenate([base[:1200], np.full(1300, 5.0)]),
+        np.where(rng.random(2500) < 0.05, np.nan, base),
+        base * 0.05 + 60.0,
+    ]
+    for x in signals:
+        b = detect_beats(x, 125.0)
+        assert np.all((0 <= b.onset) & (b.onset <= b.peak) & (b.peak < b.end) & (b.end <= x.size))
+        assert np.all(np.diff(b.onset) > 0)
+        assert np.all((b.notch == -1) | ((b.notch > b.peak) & (b.notch < b.end)))
+        assert np.all((b.hr_bpm >= 30.0) & (b.hr_bpm <= 220.0))
+        assert np.all(np.isfinite(b.map))

@@ -10,6 +10,7 @@ import wfdb
 
 from streams.signal.cells import (LEAD_IN_S, LEAD_OUT_S, CellTable, cell_at, cell_slice,
                                   cells_at_end, complete_cells, map_grid, summarise_cell)
+from streams.signal.beats import detect_beats
 from streams.signal.synthetic import synthetic_abp
 
 GRID_S = 3.0
@@ -44,11 +45,15 @@ def _rows(table: CellTable, ks: range) -> CellTable:
     return CellTable.from_cells(table.cells()[ks.start - first:ks.stop - first], table.grid_s)
 
 
-def _prefixes(n: int, fs_hz: float, t0_ns: int, rng: np.random.Generator) -> list[int]:
-    """Prefix lengths ending at cell borders, just before/after them, and at random points
-    (which mostly fall inside beats)."""
-    out = set(rng.integers(1, n, 6).tolist())
-    for k in list(cells_at_end(n, fs_hz, t0_ns, GRID_S))[1::37]:
+def _prefixes(x: np.ndarray, fs_hz: float, t0_ns: int, rng: np.random.Generator) -> list[int]:
+    """Prefix lengths ending at cell borders, just before/after them, at the end of a cell's
+    lead-out, inside beats (upstroke and diastole) and at random points."""
+    n = x.size
+    out = set(rng.integers(1, n, 4).tolist())
+    beats = detect_beats(x, fs_hz)
+    for j in rng.choice(len(beats), 4, replace=False):   # between onset and peak, and after it
+        out.update({int(beats.onset[j] + beats.peak[j]) // 2, int(beats.peak[j] + beats.end[j]) // 2})
+    for k in list(cells_at_end(n, fs_hz, t0_ns, GRID_S))[1::53]:
         b = cell_slice(k, n, fs_hz, t0_ns, GRID_S)
         border = b.seg_lo + b.cell_hi  # first sample of the next cell
         lead_out_end = b.seg_hi        # first sample after the lead-out context
@@ -62,7 +67,7 @@ def test_map_grid_on_prefixes_equals_batch(source, synthetic_10min, real_x):
     full = map_grid(x, fs_hz, T0_NS, GRID_S)
     assert np.array_equal(full.cell_index, np.arange(full.cell_index[0], full.cell_index[-1] + 1))
     rng = np.random.default_rng(1)
-    for m in _prefixes(x.size, fs_hz, T0_NS, rng):
+    for m in _prefixes(x, fs_hz, T0_NS, rng):
         ks = complete_cells(m, fs_hz, T0_NS, GRID_S)
         part = map_grid(x[:m], fs_hz, T0_NS, GRID_S, at_end=False)
         assert np.array_equal(part.cell_index, np.arange(ks.start, ks.stop))
@@ -70,17 +75,22 @@ def test_map_grid_on_prefixes_equals_batch(source, synthetic_10min, real_x):
             _same(part, _rows(full, ks))
 
 
-def test_streaming_with_a_trimmed_buffer_equals_batch(synthetic_10min):
+@pytest.mark.parametrize("fs_hz", [125.0, 500.0])
+def test_streaming_with_a_trimmed_buffer_equals_batch(fs_hz, synthetic_10min):
     """What agent.pipeline does: samples arrive in uneven chunks, the buffer keeps only the
     last few seconds, each cell is summarised once, when it becomes complete."""
-    x, fs_hz = synthetic_10min, 125.0
+    if fs_hz == 125.0:
+        x = synthetic_10min
+    else:
+        x = synthetic_abp(120.0, fs_hz, hr_bpm=95.0, seed=13).x_mmhg.copy()
+        x[30_000:31_000] = np.nan
     full = map_grid(x, fs_hz, T0_NS, GRID_S, at_end=False)
     rng = np.random.default_rng(2)
     keep = int((LEAD_IN_S + GRID_S + LEAD_OUT_S + 2.0) * fs_hz)
     buf, buf_start, n, done = np.zeros(0, np.float32), 0, 0, None
     streamed = []
     while n < x.size:
-        step = int(rng.integers(1, 400))
+        step = int(rng.integers(1, int(3 * fs_hz)))
         chunk = x[n:n + step]
         n += chunk.size
         buf = np.concatenate([buf, chunk])

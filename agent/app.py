@@ -209,19 +209,23 @@ def build_app(rt: Runtime):
         rt.state.group_joined = True
         rt.state.broker_reachable = True
 
-    @app.task
-    async def _start_services():
-        batcher.start()
-        try:
-            await health.start()
-        except OSError as exc:
-            log.error("%s", exc)
+    from mode import Service
 
-    @app.on_shutdown.connect
-    async def _stop_services(sender, **kwargs):
-        await batcher.stop()
-        await health.stop()
+    class SideServices(Service):
+        """The micro-batcher and the health server, started and stopped with the app."""
 
+        async def on_start(self) -> None:
+            batcher.start()
+            try:
+                await health.start()
+            except OSError as exc:
+                log.error("%s", exc)
+
+        async def on_stop(self) -> None:
+            await batcher.stop()
+            await health.stop()
+
+    app.add_dependency(SideServices())
     app.iohwatch_runtime = rt  # for tests and introspection
     return app
 

@@ -23,7 +23,11 @@ def score_records(path: Path, settings, bed_id: str = "OR-1", abp_track: str | N
     if forecaster is None:
         forecaster = load_runtime(settings).forecaster
     ctx = find_context(path, rec, bed_id, clinical)
-    chunks = iter_chunks(rec.abp_mmhg, rec.abp_fs_hz, rec.start_ns, bed_id, track=rec.abp_track)
+    from streams import chunk_codec
+
+    # Through the wire codec, so offline scoring sees exactly the samples the agent receives.
+    chunks = (chunk_codec.decode(chunk_codec.encode(c))
+              for c in iter_chunks(rec.abp_mmhg, rec.abp_fs_hz, rec.start_ns, bed_id, track=rec.abp_track))
     obs = list(observation_messages(rec, bed_id))
     return forecaster, score_chunks(bed_id, chunks, settings, forecaster, ctx, obs)
 

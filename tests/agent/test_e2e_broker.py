@@ -1,0 +1,134 @@
+"""End to end on the embedded broker: replay a simulated case with a known episode through
+Kafka and the agent (real subprocesses), and compare with offline scoring of the same file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.commands.score import as_record, score_records
+from agent.settings import Settings
+from streams.broker import EmbeddedBroker, ensure_topics, free_port, kafka_client_kwargs
+from streams.topics import ALERTS, FORECASTS
+
+pytestmark = pytest.mark.broker
+
+WALL_FIELDS = {"issued_wall_ns", "source_wall_ns", "inference_ms"}
+
+
+@pytest.fixture(scope="module")
+def demo_case(tmp_path_factory) -> Path:
+    from training.simulator import write_cohort
+
+    out = tmp_path_factory.mktemp("cohort")
+    write_cohort(out, cases=1, seed=11, minutes=14.0, scenario="demo", progress=False)
+    return out / "0001.vital"
+
+
+def _strip(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k not in WALL_FIELDS}
+
+
+async def _collect(client_kwargs: dict, idle_s: float, min_forecasts: int, timeout_s: float) -> list[dict]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[dict] = []
+    try:
+        tps = [TopicPartition(t, p) for t in (FORECASTS.name, ALERTS.name)
+               for p in sorted(consumer.partitions_for_topic(t) or {0})]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for r in records:
+                    rec = json.loads(r.value)
+                    rec = {"type": "alert" if tp.topic == ALERTS.name else "forecast", **rec}
+                    out.append(rec)
+                    last = time.monotonic()
+            n_fc = sum(r["type"] == "forecast" for r in out)
+            if n_fc >= min_forecasts and time.monotonic() - last > idle_s:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"agent exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError("agent never became ready")
+
+
+def test_replay_through_broker_equals_offline_and_alerts_in_time(demo_case, tmp_path):
+    settings = Settings(engine_path=Path("none"))
+    _, offline_iter = score_records(demo_case, settings, bed_id="OR-1")
+    offline = [as_record(m) for m in offline_iter]
+    truth = json.loads(demo_case.with_name("0001.truth.json").read_text())
+
+    web_port = free_port()
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        s = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap})
+        ensure_topics(s)
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, IOHWATCH_WEB_PORT=str(web_port),
+                   IOHWATCH_ENGINE_PATH="none", IOHWATCH_DATA_DIR=str(tmp_path))
+        agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
+                                 stdout=open(tmp_path / "agent.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(web_port, agent)
+            rc = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(demo_case), "--speed", "0",
+                                 "--start", "original", "--no-progress"], env=env, timeout=120,
+                                capture_output=True)
+            assert rc.returncode == 0, rc.stderr.decode()
+            n_offline_fc = sum(r["type"] == "forecast" for r in offline)
+            streamed = asyncio.run(_collect(kafka_client_kwargs(s), idle_s=4.0, min_forecasts=n_offline_fc,
+                                            timeout_s=120))
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+
+    # Identical forecasts and alerts, in the same order per type.
+    for kind in ("forecast", "alert"):
+        a = [_strip(r) for r in offline if r["type"] == kind]
+        b = [_strip(r) for r in streamed if r["type"] == kind]
+        assert len(a) == len(b), f"{kind}: offline {len(a)} vs streamed {len(b)}"
+        assert a == b, f"{kind}s differ between offline scoring and streaming"
+
+    start_ns = truth["start_ns"]
+    episode = truth["ioh_episodes"][0]
+    onset_ns = start_ns + int(episode["start_s"] * 1e9)
+    end_ns = start_ns + int(episode["end_s"] * 1e9)
+    alerts = [r for r in streamed if r["type"] == "alert"]
+    raised = [a for a in alerts if a["kind"] == "ioh_predicted" and a["action"] == "raised"]
+    assert raised and raised[0]["t_ns"] < onset_ns, "no predictive alert before the episode began"
+    resolved = [a for a in alerts if a["kind"] == "ioh_in_progress" and a["action"] == "resolved"]
+    assert resolved and resolved[-1]["t_ns"] > end_ns, "hypotension-in-progress did not resolve after recovery"
+    for art in truth["artifacts"]:
+        lo = start_ns + int(art["start_s"] * 1e9)
+        hi = start_ns + int((art["end_s"] + 20) * 1e9)
+        during = [a for a in alerts if lo <= a["t_ns"] <= hi and a["action"] in ("raised", "escalated")
+                  and a["kind"] != "signal_quality"]
+        assert not during, f"alert raised during the {art['kind']} artifact: {during}"
+        flagged = [r for r in streamed if r["type"] == "forecast" and lo <= r["t_ns"] <= hi
+                   and r["signal_quality"] == "artifact"]
+        assert flagged, f"the {art['kind']} artifact was not flagged by the gate"

@@ -69,21 +69,23 @@ def schedule(rng: np.random.Generator, duration_s: float, rates_per_h: dict[str,
     unknown = set(rates) - set(KINDS)
     if unknown:
         raise ValueError(f"artifacts: unknown kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    placed = list(fixed)
-    lo, hi = _EDGE_S, duration_s - _EDGE_S
+    requests = []
     for kind in KINDS:
         rate = float(rates.get(kind, 0.0))
         if rate < 0:
             raise ValueError(f"artifacts: rate of {kind} is negative ({rate})")
-        for _ in range(rng.poisson(rate * duration_s / 3600.0)):
-            dur = float(rng.uniform(*DURATION_S[kind]))
-            for _try in range(20):
-                if hi - dur <= lo:
-                    break
-                start = float(rng.uniform(lo, hi - dur))
-                if _free(placed, start, start + dur):
-                    placed.append(_make(rng, kind, start, dur))
-                    break
+        requests += [(float(rng.uniform(*DURATION_S[kind])), kind)
+                     for _ in range(rng.poisson(rate * duration_s / 3600.0))]
+    placed = list(fixed)
+    lo, hi = _EDGE_S, duration_s - _EDGE_S
+    for dur, kind in sorted(requests, reverse=True):     # longest first packs best
+        for _try in range(20):
+            if hi - dur <= lo:
+                break
+            start = float(rng.uniform(lo, hi - dur))
+            if _free(placed, start, start + dur):
+                placed.append(_make(rng, kind, start, dur))
+                break
     return sorted(placed, key=lambda a: a.start_s)
 
 

@@ -12,6 +12,9 @@ embedded Tansu broker can understate.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import signal
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,6 +30,38 @@ from streams.topics import ALERTS
 # between the worker and this machine).
 CLOCK_SKEW_S = 5.0
 DEDUP_CAPACITY = 100_000          # event ids remembered; the oldest are forgotten first
+
+
+class _RateLimit(logging.Filter):
+    """Lets one record per message template through every ``period_s``; a lost broker makes the
+    Kafka client log the same connection error several times a second."""
+
+    def __init__(self, period_s: float = 30.0):
+        super().__init__()
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = str(record.msg)
+        if now - self._last.get(key, -math.inf) < self.period_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+def _quiet_client_logs() -> None:
+    """Kafka client warnings go to stderr as one 'kafka:' line per kind of problem per 30 s."""
+    log = logging.getLogger("aiokafka")
+    for old in [h for h in log.handlers if getattr(h, "iohwatch_alerts", False)]:
+        log.removeHandler(old)         # its stream may be a stderr that was since replaced
+    handler = logging.StreamHandler()
+    handler.iohwatch_alerts = True
+    handler.setFormatter(logging.Formatter("warning: kafka: %(message)s"))
+    handler.addFilter(_RateLimit())
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
 
 
 class Deduplicator:
@@ -99,6 +134,7 @@ def alerts(follow: bool, as_json: bool, from_beginning: bool, beds: tuple[str, .
             console.print(Text(format_alert(alert), style=alert_style(alert)))
 
     counts = Counts()
+    _quiet_client_logs()
     try:
         asyncio.run(_consume(settings, topic, emit, counts, follow=follow, from_beginning=from_beginning,
                              beds=set(beds), kinds=set(kinds), idle_exit_s=idle_exit_s))
@@ -118,15 +154,22 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
     from streams.contracts import ContractError, decode
 
     address = settings.bootstrap()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Also when started in the background, where a shell leaves SIGINT ignored.
+        loop.add_signal_handler(sig, stop.set)
     consumer = AIOKafkaConsumer(**kafka_client_kwargs(settings), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", request_timeout_ms=10_000)
     try:
         await consumer.start()
     except KafkaError as exc:
-        counts.errors.append(
-            f"cannot reach Kafka at {address} ({exc}); set KAFKA_BOOTSTRAP_SERVERS to the cluster's "
-            f"address, or leave it unset and start the agent (`iohwatch run` or `iohwatch demo`) so the "
-            f"embedded broker listens on 127.0.0.1:{settings.embedded_broker_port}")
+        if settings.uses_embedded_broker:
+            hint = ("KAFKA_BOOTSTRAP_SERVERS is unset, so this is the embedded broker's address: start it "
+                    "with `iohwatch run` or `iohwatch demo`, or set KAFKA_BOOTSTRAP_SERVERS to your cluster")
+        else:
+            hint = "the address comes from KAFKA_BOOTSTRAP_SERVERS; check it and that the cluster is up"
+        counts.errors.append(f"cannot reach Kafka at {address} ({exc}); {hint}")
         await consumer.stop()
         return
     try:
@@ -146,7 +189,7 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
             click.echo(f"following {topic} on {address} ({len(tps)} partitions); Ctrl-C to stop", err=True)
         dedup = Deduplicator()
         last_msg = time.monotonic()
-        while True:
+        while not stop.is_set():
             batch = await consumer.getmany(*tps, timeout_ms=200)
             records = [r for tp in sorted(batch, key=lambda tp: tp.partition) for r in batch[tp]]
             if records:
@@ -176,6 +219,8 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
                 counts.printed += 1
     finally:
         await consumer.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _partitions(consumer, topic: str, wait: bool) -> set[int] | None:

@@ -70,6 +70,21 @@ class ParsedHL7:
         """All components of a raw field, unescaped (subcomponents left joined)."""
         return [self.unescape(p) for p in value.split(self.comp_sep)]
 
+    def parts(self, seg: list[str], n: int, k: int) -> list[str]:
+        """The first k components of the first repetition of field n, unescaped, padded with ''."""
+        value = seg[n] if n < len(seg) else ""
+        if not value:
+            return [""] * k
+        rep = self.rep_sep
+        if rep in value:
+            value = value.split(rep, 1)[0]
+        out = value.split(self.comp_sep, k)[:k]
+        if self.esc in value:
+            out = [self.unescape(c) for c in out]
+        if len(out) < k:
+            out += [""] * (k - len(out))
+        return out
+
     def field_text(self, seg: list[str], n: int, i: int = 1) -> str:
         """Component i of the first repetition of field n, unescaped."""
         value = seg[n] if n < len(seg) else ""
@@ -149,8 +164,11 @@ def decode_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def parse(raw: bytes | str) -> ParsedHL7:
-    """Parse one HL7 v2 message; raise HL7ParseError when it has no usable MSH."""
+def parse(raw: bytes | str, only: frozenset[str] | None = None) -> ParsedHL7:
+    """Parse one HL7 v2 message; raise HL7ParseError when it has no usable MSH.
+
+    ``only``: split just these segments (plus MSH), e.g. ``{"PV1"}`` for the ingest hot path.
+    """
     text = decode_text(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
     if isinstance(text, memoryview):  # pragma: no cover - decode_text handles bytes-likes
         text = decode_text(bytes(text))
@@ -198,7 +216,8 @@ def parse(raw: bytes | str) -> ParsedHL7:
             # A second MSH: the caller gave two messages as one; keep the first only.
             bad.append((lineno + 1, "second MSH segment (several messages in one frame)"))
             break
-        segments.append(line.split(fs))
+        if only is None or seg_id in only:
+            segments.append(line.split(fs))
     return ParsedHL7(fs, comp, rep, esc, sub, segments, bad)
 
 

@@ -32,6 +32,7 @@ from streams.topics import DLQ_HL7, HL7_RAW
 log = logging.getLogger(__name__)
 
 STEP = "hl7.ingest"
+_HEADER_SEGMENTS = frozenset({"PV1"})  # all the ingest step reads besides MSH
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
@@ -90,7 +91,7 @@ class HL7Ingest:
     async def handle(self, message: bytes) -> bytes:
         """Validate, de-duplicate, write to ``hl7.raw``, and return the ACK to send back."""
         try:
-            p = parse(message)
+            p = parse(message, only=_HEADER_SEGMENTS)
         except HL7ParseError as exc:
             return await self._reject("AR", "", {}, f"not an HL7 v2 message: {exc}", build.ERR_SEGMENT_SEQUENCE,
                                       message, "parse")
@@ -124,7 +125,8 @@ class HL7Ingest:
         done = asyncio.get_running_loop().create_future()
         self._inflight[key] = done
         try:
-            await asyncio.wait_for(self.send(HL7_RAW.name, bed.encode(), message), self.write_timeout_s)
+            async with asyncio.timeout(self.write_timeout_s):
+                await self.send(HL7_RAW.name, bed.encode(), message)
         except Exception as exc:  # broker down, timeout, auth: never acknowledge
             self.metrics.message("error")
             reason = f"broker did not acknowledge the write to {HL7_RAW.name}: {type(exc).__name__} {exc}".strip()

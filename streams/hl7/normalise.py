@@ -216,19 +216,19 @@ class _Walk:
 
     def obx(self, seg: list[str], obr_t: int | None, periods: dict[str, float]) -> None:
         p, out = self.p, self.out
-        vt = p.get(seg, 2)
-        ident = (p.comps(p.reps(p.get(seg, 3))[0]) + ["", ""])[:3]
-        code, label, system = ident
+        vt = seg[2] if len(seg) > 2 else ""
+        code, label, system = p.parts(seg, 3, 3)
         if not vt:
             out.skipped.append(f"containment {label or code} {p.get(seg, 4)}")
             return
-        status = p.field_text(seg, 11)
+        status = seg[11] if len(seg) > 11 else ""
         if status in ("X", "W", "D"):
             out.skipped.append(f"{label or code}: result status {status}")
             return
         if code == codes.MDC_SAMPLE_PERIOD:
             return  # read by _sample_periods
-        t_ns = self.ts(seg, 14) or obr_t or self.msg_t_ns
+        t_text = p.parts(seg, 14, 1)[0]
+        t_ns = (parse_ts(t_text, self.tz) if t_text else None) or obr_t or self.msg_t_ns
         if t_ns is None:
             self.reject("parse", "no device time (OBX-14, OBR-7 and MSH-7 empty)", seg)
             return
@@ -266,8 +266,7 @@ class _Walk:
         except ValueError:
             self.reject("value", f"OBX-5 {text[:40]!r} of {label or code} is not a number ({vt})", seg)
             return
-        unit_field = p.get(seg, 6)
-        unit_code, unit_label = p.comp(unit_field, 1), p.comp(unit_field, 2)
+        unit_code, unit_label = p.parts(seg, 6, 2)
         unit = codes.lookup_unit(unit_code, unit_label)
         entry = codes.lookup_code(code, label, system)
         device_id = self.device_id(seg)
@@ -294,10 +293,11 @@ class _Walk:
             unit=entry.ucum, device_id=device_id, source=out.source))
 
     def device_id(self, seg) -> str | None:
-        f18 = self.p.reps(self.p.get(seg, 18))[0]
-        if not f18:
-            return self.p.msh_field(4) or None if self.is_vr else None
-        return self.p.comp(f18, 1) or self.p.comp(f18, 2) or None
+        """OBX-18 entity identifier (first non-empty of EI-1, EI-2); the recorder for Vital Recorder."""
+        a, b = self.p.parts(seg, 18, 2)
+        if not (a or b):
+            return (self.p.msh_field(4) or None) if self.is_vr else None
+        return a or b
 
     def waveform(self, seg, code, label, t_ns, periods) -> None:
         p, out = self.p, self.out

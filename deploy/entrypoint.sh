@@ -4,14 +4,16 @@
 #   entrypoint.sh [IOHWATCH-ARGS...]    prepare engines if asked, then exec `iohwatch ARGS` (default: run)
 #   entrypoint.sh prepare-engines       prepare engines and exit (Kubernetes init container)
 #
-# A TensorRT engine only runs on the GPU model and TensorRT version it was built with. When
-# IOHWATCH_ENGINE_CACHE names a directory (a volume), engines are kept there under a key made from
-# the visible GPU (name, compute capability, driver), the TensorRT version, the iohwatch version and
-# the source engine's manifest (IOHWATCH_ENGINE_PATH when given, else the shipped default). If the key's directory is missing or does not pass
-# `iohwatch engine info`, the engines are rebuilt with `iohwatch export` on this GPU, checked, and
-# moved into place atomically; IOHWATCH_ENGINE_PATH then points at them for the agent.
+# A TensorRT plan only runs on the GPU model and TensorRT version it was built with, so plans are
+# built on the target machine, never in the image. When IOHWATCH_ENGINE_CACHE names a directory
+# (a volume) and a GPU is visible, the source engine (IOHWATCH_ENGINE_PATH, else the engine shipped
+# in the package) is copied into the cache under a key made from the visible GPU (name, compute
+# capability, driver), the TensorRT version, the iohwatch version and the source manifest; its
+# plans are built there with `iohwatch engine build`, checked with `iohwatch engine info`, and the
+# directory is moved into place atomically. A later start with the same key reuses it; any other
+# GPU or version gets its own entry. IOHWATCH_ENGINE_PATH then points at the cached engine.
 # Without a visible GPU nothing device-specific is built (ONNX Runtime on CPU loads the portable
-# ONNX engine directly). Every failure stops the container with a message saying what to do.
+# ONNX engine as it is). Every failure stops the container with a message saying what to do.
 set -euo pipefail
 
 log() { printf 'iohwatch-entrypoint: %s\n' "$*" >&2; }
@@ -23,8 +25,8 @@ require_subcommand() {
   # require_subcommand NAME... : the iohwatch subcommand must exist in this build.
   if ! "$IOHWATCH_BIN" "$@" --help >/dev/null 2>&1; then
     die "'iohwatch $*' is not available in this image, so engines cannot be built for this GPU.
-  Unset IOHWATCH_ENGINE_CACHE to start without building engines (the agent then uses
-  IOHWATCH_ENGINE_PATH as given, or the baseline), or use an image that ships the models." 78
+  Unset IOHWATCH_ENGINE_CACHE to start without building (the agent then loads IOHWATCH_ENGINE_PATH
+  as it is, or serves the baseline), or use an image whose iohwatch has 'iohwatch $*'." 78
   fi
 }
 
@@ -45,12 +47,13 @@ except Exception:
 PY
 }
 
-source_identity() {
-  # The engine the cache is built from: the manifest hash of IOHWATCH_ENGINE_PATH when given.
-  local src="${IOHWATCH_ENGINE_PATH:-}"
-  if [[ -z "$src" ]]; then echo "shipped-default"; return; fi
-  [[ -f "$src/manifest.json" ]] || die "IOHWATCH_ENGINE_PATH=$src has no manifest.json"
-  echo "$(sha256sum "$src/manifest.json" | cut -c1-16)"
+source_engine() {
+  # The engine directory to build from: IOHWATCH_ENGINE_PATH, else the package's shipped default.
+  if [[ -n "${IOHWATCH_ENGINE_PATH:-}" ]]; then
+    echo "$IOHWATCH_ENGINE_PATH"
+  else
+    python3 -c 'import pathlib, models; print(pathlib.Path(models.__file__).parent / "default")' 2>/dev/null || true
+  fi
 }
 
 prepare_engines() {
@@ -68,17 +71,27 @@ prepare_engines() {
   local gpu
   gpu="$(gpu_identity)"
   if [[ -z "$gpu" ]]; then
-    log "no GPU visible (nvidia-smi absent or found none); nothing device-specific to build, ONNX Runtime loads the portable engine"
+    log "no GPU visible (nvidia-smi absent or found none); nothing device-specific to build"
     return 0
   fi
-  require_subcommand export
+
+  local src
+  src="$(source_engine)"
+  if [[ ! -f "$src/manifest.json" ]]; then
+    if [[ -n "${IOHWATCH_ENGINE_PATH:-}" ]]; then
+      die "IOHWATCH_ENGINE_PATH=$src has no manifest.json; point it at a directory written by 'iohwatch export'"
+    fi
+    log "no engine shipped in this image ($src has no manifest.json); nothing to build, the agent serves the baseline"
+    return 0
+  fi
+  require_subcommand engine build
   require_subcommand engine info
 
-  local trt version src target_line key dir
+  local trt version src_hash target_line key dir
   trt="$(tensorrt_version)"
   version="$("$IOHWATCH_BIN" --version 2>/dev/null | awk '{print $NF}')"
-  src="$(source_identity)"
-  target_line="gpu=${gpu}; tensorrt=${trt}; iohwatch=${version}; source=${src}"
+  src_hash="$(sha256sum "$src/manifest.json" | cut -c1-16)"
+  target_line="gpu=${gpu}; tensorrt=${trt}; iohwatch=${version}; source=${src_hash}"
   key="$(printf '%s' "$target_line" | sha256sum | cut -c1-16)"
   dir="$cache/$key"
 
@@ -89,19 +102,18 @@ prepare_engines() {
     if [[ -e "$dir" ]]; then
       log "cached engine at $dir does not match this GPU or fails 'iohwatch engine info'; rebuilding"
     fi
-    log "building engines for $target_line"
+    log "building engines from $src for $target_line"
     local tmp="$cache/.build-$key-$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    local export_args=(--out "$tmp")
-    if [[ -n "${IOHWATCH_ENGINE_PATH:-}" ]]; then export_args+=(--from "$IOHWATCH_ENGINE_PATH"); fi
-    if ! "$IOHWATCH_BIN" export "${export_args[@]}"; then
+    cp -R "$src/." "$tmp/"
+    if ! "$IOHWATCH_BIN" engine build "$tmp"; then
       rm -rf "$tmp"
-      die "'iohwatch export ${export_args[*]}' failed; see the lines above"
+      die "'iohwatch engine build $tmp' failed; see the lines above"
     fi
-    if ! "$IOHWATCH_BIN" engine info "$tmp"; then
+    if ! "$IOHWATCH_BIN" engine info "$tmp" >/dev/null; then
       rm -rf "$tmp"
-      die "the engine just built in $tmp does not pass 'iohwatch engine info'"
+      die "the engine just built from $src does not pass 'iohwatch engine info'"
     fi
     printf '%s' "$target_line" > "$tmp/target.txt"
     rm -rf "$dir"

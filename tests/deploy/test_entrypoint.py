@@ -22,17 +22,15 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 FAKE_IOHWATCH = r"""#!/usr/bin/env bash
 echo "$*" >> "$FAKE_LOG"
-case "$1" in
-  --version) echo "iohwatch, version 0.1.0"; exit 0 ;;
-  export)
-    if [[ "${FAKE_HAS_EXPORT:-1}" != 1 ]]; then echo "Error: No such command 'export'." >&2; exit 2; fi
-    if [[ "$2" == --help ]]; then exit 0; fi
-    shift; out=""
-    while [[ $# -gt 0 ]]; do [[ "$1" == --out ]] && out="$2"; shift; done
-    [[ "${FAKE_EXPORT_FAILS:-0}" == 1 ]] && { echo "export: no CUDA device" >&2; exit 3; }
-    echo '{"model": "fake"}' > "$out/manifest.json"; exit 0 ;;
-  engine)
-    if [[ "$3" == --help ]]; then exit 0; fi
+case "$1 $2" in
+  "--version "*) echo "iohwatch, version 0.1.0"; exit 0 ;;
+  "engine build")
+    if [[ "${FAKE_HAS_BUILD:-1}" != 1 ]]; then echo "Error: No such command 'build'." >&2; exit 2; fi
+    [[ "$3" == --help ]] && exit 0
+    [[ "${FAKE_BUILD_FAILS:-0}" == 1 ]] && { echo "engine build: no CUDA device" >&2; exit 3; }
+    mkdir -p "$3/trt_cache" && echo plan > "$3/trt_cache/fake.plan"; exit 0 ;;
+  "engine info")
+    [[ "$3" == --help ]] && exit 0
     [[ -f "$3/manifest.json" ]] && exit 0
     echo "no manifest in $3" >&2; exit 1 ;;
   *) echo "RAN iohwatch $* ENGINE_PATH=${IOHWATCH_ENGINE_PATH:-}"; exit 0 ;;
@@ -55,17 +53,21 @@ def fakes(tmp_path):
     cache.mkdir()
     log = tmp_path / "calls.log"
     log.touch()
+    src = tmp_path / "engine"
+    src.mkdir()
+    (src / "manifest.json").write_text('{"version": "fuse-1"}')
+    (src / "forecaster.onnx").write_bytes(b"onnx")
 
     def run(*args, **env):
         full = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log),
                 "FAKE_GPU": "NVIDIA L4, 8.9, 550.54.15", "IOHWATCH_ENGINE_CACHE": str(cache),
-                "HOME": str(tmp_path)}
+                "HOME": str(tmp_path), "IOHWATCH_ENGINE_PATH": str(src)}
         full.update({k: v for k, v in env.items() if v is not None})
         for k, v in env.items():
             if v is None:
                 full.pop(k, None)
         proc = subprocess.run(["bash", str(ENTRYPOINT), *args], capture_output=True, text=True,
-                              env=full, timeout=60)
+                              env=full, timeout=60, cwd=tmp_path)
         calls = log.read_text().splitlines()
         log.write_text("")
         return proc, calls
@@ -73,8 +75,8 @@ def fakes(tmp_path):
     return run, cache
 
 
-def _exports(calls):
-    return [c for c in calls if c.startswith("export") and "--help" not in c]
+def _builds(calls):
+    return [c for c in calls if c.startswith("engine build") and "--help" not in c]
 
 
 def test_without_cache_just_execs(fakes):
@@ -82,7 +84,7 @@ def test_without_cache_just_execs(fakes):
     proc, calls = run("run", "--workers", "2", IOHWATCH_ENGINE_CACHE=None)
     assert proc.returncode == 0, proc.stderr
     assert "RAN iohwatch run --workers 2 ENGINE_PATH=" in proc.stdout
-    assert not _exports(calls)
+    assert not _builds(calls)
 
 
 def test_default_command_is_run(fakes):
@@ -91,57 +93,71 @@ def test_default_command_is_run(fakes):
     assert "RAN iohwatch run " in proc.stdout
 
 
+def _entries(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.iterdir() if not p.name.startswith("."))
+
+
 def test_builds_once_then_hits_cache_and_rebuilds_for_another_gpu(fakes):
     run, cache = fakes
     proc, calls = run("run")
     assert proc.returncode == 0, proc.stderr
-    assert len(_exports(calls)) == 1
-    built = [p for p in cache.iterdir() if not p.name.startswith(".")]
-    assert len(built) == 1 and (built[0] / "manifest.json").exists()
-    assert "gpu=NVIDIA L4, 8.9, 550.54.15" in (built[0] / "target.txt").read_text()
-    assert f"ENGINE_PATH={built[0]}" in proc.stdout
+    assert len(_builds(calls)) == 1
+    (entry,) = _entries(cache)
+    assert (entry / "manifest.json").exists() and (entry / "forecaster.onnx").exists()
+    assert (entry / "trt_cache" / "fake.plan").exists(), "plans are built in the cached copy"
+    assert "gpu=NVIDIA L4, 8.9, 550.54.15" in (entry / "target.txt").read_text()
+    assert f"ENGINE_PATH={entry}" in proc.stdout
 
     proc, calls = run("run")
-    assert proc.returncode == 0 and not _exports(calls), "second start must reuse the cache"
-    assert "engine cache hit" in proc.stderr
+    assert proc.returncode == 0 and not _builds(calls), "second start must reuse the cache"
+    assert "engine cache hit" in proc.stderr and f"ENGINE_PATH={entry}" in proc.stdout
 
     proc, calls = run("run", FAKE_GPU="NVIDIA H100 80GB HBM3, 9.0, 550.54.15")
-    assert proc.returncode == 0 and len(_exports(calls)) == 1
-    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2
+    assert proc.returncode == 0 and len(_builds(calls)) == 1
+    assert len(_entries(cache)) == 2
     assert not [p for p in cache.iterdir() if p.name.startswith(".build")], "temporary build left behind"
 
 
 def test_corrupt_cache_entry_is_rebuilt(fakes):
     run, cache = fakes
     run("run")
-    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    (entry,) = _entries(cache)
     (entry / "manifest.json").unlink()
     proc, calls = run("run")
-    assert proc.returncode == 0 and len(_exports(calls)) == 1
+    assert proc.returncode == 0 and len(_builds(calls)) == 1
     assert "does not match this GPU or fails" in proc.stderr
     assert (entry / "manifest.json").exists()
+
+
+def test_new_source_engine_is_rebuilt(fakes, tmp_path):
+    run, cache = fakes
+    run("run")
+    (tmp_path / "engine" / "manifest.json").write_text('{"version": "fuse-2"}')
+    proc, calls = run("run")
+    assert proc.returncode == 0 and len(_builds(calls)) == 1
+    assert len(_entries(cache)) == 2
 
 
 def test_prepare_engines_only_prepares(fakes):
     run, cache = fakes
     proc, calls = run("prepare-engines")
-    assert proc.returncode == 0 and len(_exports(calls)) == 1
+    assert proc.returncode == 0 and len(_builds(calls)) == 1
     assert "RAN" not in proc.stdout
 
 
-def test_missing_export_command_fails_loudly(fakes):
+def test_missing_build_command_fails_loudly(fakes):
     run, cache = fakes
-    proc, _ = run("run", FAKE_HAS_EXPORT="0")
+    proc, _ = run("run", FAKE_HAS_BUILD="0")
     assert proc.returncode == 78
-    assert "'iohwatch export' is not available in this image" in proc.stderr
+    assert "'iohwatch engine build' is not available in this image" in proc.stderr
     assert "RAN" not in proc.stdout
 
 
-def test_failed_export_stops_the_container(fakes):
+def test_failed_build_stops_the_container(fakes):
     run, cache = fakes
-    proc, _ = run("run", FAKE_EXPORT_FAILS="1")
+    proc, _ = run("run", FAKE_BUILD_FAILS="1")
     assert proc.returncode != 0 and "RAN" not in proc.stdout
-    assert "iohwatch export --out" in proc.stderr and "failed" in proc.stderr
+    assert "'iohwatch engine build" in proc.stderr and "failed" in proc.stderr
     assert not list(cache.iterdir()), "a failed build must leave nothing in the cache"
 
 
@@ -151,31 +167,32 @@ def test_cache_that_is_not_a_directory_fails(fakes, tmp_path):
     assert proc.returncode != 0 and "is not a directory" in proc.stderr
 
 
+def test_source_without_manifest_fails(fakes, tmp_path):
+    run, _ = fakes
+    proc, _ = run("run", IOHWATCH_ENGINE_PATH=str(tmp_path))
+    assert proc.returncode != 0 and "has no manifest.json" in proc.stderr
+
+
 def test_no_gpu_builds_nothing(fakes):
     run, cache = fakes
     proc, calls = run("run", FAKE_GPU="")
-    assert proc.returncode == 0 and not _exports(calls)
+    assert proc.returncode == 0 and not _builds(calls)
     assert "no GPU visible" in proc.stderr and "RAN iohwatch run" in proc.stdout
 
 
 def test_baseline_by_choice_builds_nothing(fakes):
     run, _ = fakes
     proc, calls = run("run", IOHWATCH_ENGINE_PATH="none")
-    assert proc.returncode == 0 and not _exports(calls)
+    assert proc.returncode == 0 and not _builds(calls)
     assert "ENGINE_PATH=none" in proc.stdout
 
 
-def test_source_engine_is_passed_and_keys_the_cache(fakes, tmp_path):
+def test_no_shipped_engine_builds_nothing(fakes):
+    """Without IOHWATCH_ENGINE_PATH the shipped default is used; this PATH's python has none."""
     run, cache = fakes
-    src = tmp_path / "trained"
-    src.mkdir()
-    (src / "manifest.json").write_text('{"model": "fuse", "version": 1}')
-    proc, calls = run("run", IOHWATCH_ENGINE_PATH=str(src))
-    assert proc.returncode == 0, proc.stderr
-    assert any(f"--from {src}" in c for c in _exports(calls))
-    (src / "manifest.json").write_text('{"model": "fuse", "version": 2}')
-    proc, calls = run("run", IOHWATCH_ENGINE_PATH=str(src))
-    assert len(_exports(calls)) == 1, "a new source engine must be rebuilt"
+    proc, calls = run("run", IOHWATCH_ENGINE_PATH=None)
+    assert proc.returncode == 0 and not _builds(calls)
+    assert "no engine shipped in this image" in proc.stderr and "RAN iohwatch run" in proc.stdout
 
 
 # --- the real CLI through the entrypoint ------------------------------------------------------------

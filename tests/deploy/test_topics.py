@@ -69,3 +69,42 @@ def test_replication_fits_the_brokers(rendered, overlay):
             assert t["spec"]["config"]["min.insync.replicas"] < t["spec"]["replicas"]
     else:
         assert one(objs, "StatefulSet", "kafka")["spec"]["replicas"] == 1
+
+
+def _grants(user: dict) -> list[tuple[str, str, str, set[str]]]:
+    return [(a["resource"]["type"], a["resource"].get("name", ""), a["resource"].get("patternType", "literal"),
+             set(a["operations"])) for a in user["spec"]["authorization"]["acls"]]
+
+
+def _allowed(user: dict, rtype: str, name: str, op: str) -> bool:
+    for t, n, pattern, ops in _grants(user):
+        if t != rtype or not ({op, "All"} & ops):
+            continue
+        if (pattern == "literal" and n in (name, "*")) or (pattern == "prefix" and name.startswith(n)):
+            return True
+    return False
+
+
+def test_acls_follow_the_data_flow(rendered):
+    users = {u["metadata"]["name"]: u for u in of_kind(rendered["cluster"], "KafkaUser")}
+    agent, ingest, consumer, keda = (users[n] for n in
+                                     ("iohwatch-agent", "iohwatch-ingest", "iohwatch-consumer", "iohwatch-keda"))
+    names = [t.name for t in ALL_TOPICS]
+    # ingest only writes what arrives from the bedside, reads nothing
+    assert {n for n in names if _allowed(ingest, "topic", n, "Write")} == {"hl7.raw", "waveform.abp", "dlq.hl7"}
+    assert not any(_allowed(ingest, "topic", n, "Read") for n in names)
+    # every topic is visible to the services that run ensure_topics at start
+    assert all(_allowed(u, "topic", n, "Describe") for u in (agent, ingest) for n in names)
+    # the agent reads every input, writes every output and every dead-letter topic
+    for n in ("hl7.raw", "waveform.abp", "observations", "patients", "events"):
+        assert _allowed(agent, "topic", n, "Read"), n
+    for n in ("observations", "ioh.forecasts", "ioh.beliefs", "ioh.alerts", "dlq.hl7",
+              "dlq.waveform.abp", "dlq.observations"):
+        assert _allowed(agent, "topic", n, "Write"), n
+    assert not _allowed(agent, "topic", "hl7.raw", "Write")
+    assert _allowed(agent, "group", settings_env(rendered["cluster"])["IOHWATCH_APP_ID"], "Read")
+    # downstream subscribers read results only
+    assert {n for n in names if _allowed(consumer, "topic", n, "Read")} == {"ioh.forecasts", "ioh.beliefs", "ioh.alerts"}
+    assert not any(_allowed(consumer, "topic", n, "Write") for n in names)
+    # KEDA only describes
+    assert all(ops == {"Describe"} for *_, ops in _grants(keda))

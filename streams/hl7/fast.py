@@ -222,16 +222,24 @@ def parse(raw: bytes | str, only: frozenset[str] | None = None) -> ParsedHL7:
 
 
 def split_messages(text: bytes) -> list[bytes]:
-    """Split a file or payload holding several messages (MLLP-framed or not) at each MSH.
+    """Split a file or payload holding several messages at each MSH.
 
-    Each returned message keeps its own segment terminators. Bytes before the first MSH are
-    dropped (callers that must count them compare lengths).
+    MLLP-framed input (it holds a start block 0x0B) is unframed first and bytes outside frames
+    are dropped; plain input is split at every ``MSH`` that starts a line. Each message keeps its
+    segments, terminated by CR.
     """
-    data = bytes(text).replace(b"\x0b", b"").replace(b"\x1c", b"\r")
+    data = bytes(text)
+    if b"\x0b" in data:
+        from streams.mllp import MLLPFramer
+
+        framer = MLLPFramer(max_frame_bytes=max(len(data), 16))
+        bodies = [ev.data for ev in framer.feed(data) if ev.kind == "frame"]
+    else:
+        bodies = [data]
     out: list[bytes] = []
-    # a message starts at "MSH" at the beginning of the data or right after a line break
-    starts = [m.start() for m in re.finditer(rb"(?:^|(?<=[\r\n]))MSH", data)]
-    for a, b in zip(starts, starts[1:] + [len(data)]):
-        msg = data[a:b].strip(b"\r\n") + b"\r"
-        out.append(msg)
+    for body in bodies:
+        # a message starts at "MSH" at the beginning of the data or right after a line break
+        starts = [m.start() for m in re.finditer(rb"(?:^|(?<=[\r\n]))MSH", body)]
+        for a, b in zip(starts, starts[1:] + [len(body)]):
+            out.append(body[a:b].strip(b"\r\n") + b"\r")
     return out

@@ -126,8 +126,8 @@ class HealthServer:
             self._runner = None
             raise OSError(exc.errno, f"health server: cannot bind {self.host}:{self._want_port}: "
                                      f"{exc.strerror}; set IOHWATCH_WEB_PORT") from exc
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._want_port
+        # (host, port) of each bound socket; with port 0 the OS picked the port.
+        self.port = int(self._runner.addresses[0][1])
         self._last_beat = time.monotonic()
         self._heartbeat = asyncio.create_task(self._beat(), name="health-heartbeat")
         log.info("health and metrics on http://%s:%d", self.host, self.port)

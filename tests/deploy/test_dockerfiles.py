@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY
+from tests.deploy.rendering import DEPLOY
 
 DOCKERFILES = ("Dockerfile", "Dockerfile.cpu")
 

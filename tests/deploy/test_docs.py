@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from agent.settings import env_table
-from tests.deploy.conftest import DEPLOY
+from tests.deploy.rendering import DEPLOY
 
 
 def _gen_docs():

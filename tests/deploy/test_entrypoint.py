@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY
+from tests.deploy.rendering import DEPLOY
 
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
 VENV_BIN = str(Path(sys.executable).parent)

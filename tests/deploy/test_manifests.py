@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from agent.settings import env_table
-from tests.deploy.conftest import DEPLOY, OVERLAYS, of_kind, one, pod_specs, settings_env
+from tests.deploy.rendering import DEPLOY, OVERLAYS, of_kind, one, pod_specs, settings_env
 
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes these manifests are written for
 SCHEMAS = DEPLOY / "schemas"
@@ -232,9 +232,11 @@ def test_cluster_scaling_and_disruption(rendered):
     sm = one(objs, "ServiceMonitor", "iohwatch")
     matched = [s for s in of_kind(objs, "Service")
                if all(s["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())]
-    assert {s["metadata"]["name"] for s in matched} == {"iohwatch-agent-metrics", "iohwatch-mllp", "iohwatch-vitalrecorder"}
+    assert {s["metadata"]["name"] for s in matched} == {
+        "iohwatch-agent-metrics", "iohwatch-ingest-mllp-metrics", "iohwatch-ingest-vitalrecorder-metrics"}
     for s in matched:
-        assert "http-metrics" in {p["name"] for p in s["spec"]["ports"]}
+        assert s["spec"]["type"] == "ClusterIP"
+        assert {p["name"] for p in s["spec"]["ports"]} == {"http-metrics"}
 
 
 def test_edge_has_single_kraft_broker(rendered):
@@ -248,6 +250,7 @@ def test_edge_has_single_kraft_broker(rendered):
     assert settings_env(objs)["KAFKA_BOOTSTRAP_SERVERS"] == f"kafka:{svc_port}"
     assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka:{svc_port}"
     assert one(objs, "Deployment", "iohwatch-agent")["spec"]["strategy"]["type"] == "Recreate"
-    for name in ("iohwatch-mllp", "iohwatch-vitalrecorder"):
+    for name, port in (("iohwatch-mllp", 2575), ("iohwatch-vitalrecorder", 3000)):
         svc = one(objs, "Service", name)["spec"]
         assert svc["type"] == "LoadBalancer" and svc["loadBalancerSourceRanges"], name
+        assert [p["port"] for p in svc["ports"]] == [port], "only the listener is exposed outside"

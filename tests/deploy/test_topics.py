@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from streams.topics import ALL_TOPICS
-from tests.deploy.conftest import DEPLOY, of_kind, one, settings_env
+from tests.deploy.rendering import DEPLOY, of_kind, one, settings_env
 
 
 def _gen_topics():

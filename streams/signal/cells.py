@@ -183,7 +183,7 @@ def summarise_cell(segment: np.ndarray, fs_hz: float, cell_lo: int, cell_hi: int
         coverage=coverage,
         flush_run_s=flush_run_s,
         zero_frac=zero_frac,
-        range_mmhg=float(finite.max() - finite.min()) if finite.size else 0.0,
+        std_mmhg=float(finite.std()) if finite.size else 0.0,
         n_beats=n_all,
         n_implausible=int(n_all - n_good),
         beat_coverage=float(dur.sum() / n_full) if n_full > 0 else 0.0,

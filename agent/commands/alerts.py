@@ -147,7 +147,7 @@ def alerts(follow: bool, as_json: bool, from_beginning: bool, beds: tuple[str, .
 
 async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, from_beginning: bool,
                    beds: set[str], kinds: set[str], idle_exit_s: float) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
     from streams.broker import kafka_client_kwargs
@@ -159,8 +159,12 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Also when started in the background, where a shell leaves SIGINT ignored.
         loop.add_signal_handler(sig, stop.set)
+    only_new = follow and not from_beginning
+    # No group: the client assigns itself every partition of the subscribed topic, and picks up
+    # partitions added later (starting them at the reset policy).
     consumer = AIOKafkaConsumer(**kafka_client_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", request_timeout_ms=10_000)
+                                auto_offset_reset="latest" if only_new else "earliest",
+                                request_timeout_ms=10_000)
     try:
         await consumer.start()
     except KafkaError as exc:
@@ -174,13 +178,14 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
         return
     try:
         start_wall_ns = time.time_ns()
-        partitions = await _partitions(consumer, topic, wait=follow)
-        if partitions is None:
-            click.echo(f"topic {topic} does not exist on {address} yet; no alerts", err=True)
+        if not await _topic_exists(consumer, topic, wait=follow, stop=stop):
+            if not stop.is_set():
+                click.echo(f"topic {topic} does not exist on {address} yet; no alerts", err=True)
             return
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        only_new = follow and not from_beginning
+        consumer.subscribe([topic])
+        tps = await _assignment(consumer, stop)
+        if not tps:
+            return
         if only_new:
             await consumer.seek_to_end(*tps)
         else:
@@ -190,7 +195,7 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
         dedup = Deduplicator()
         last_msg = time.monotonic()
         while not stop.is_set():
-            batch = await consumer.getmany(*tps, timeout_ms=200)
+            batch = await consumer.getmany(timeout_ms=200)
             records = [r for tp in sorted(batch, key=lambda tp: tp.partition) for r in batch[tp]]
             if records:
                 last_msg = time.monotonic()
@@ -223,20 +228,39 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
             loop.remove_signal_handler(sig)
 
 
-async def _partitions(consumer, topic: str, wait: bool) -> set[int] | None:
-    """Partitions of ``topic``; with ``wait``, polls until the topic exists."""
+async def _topic_exists(consumer, topic: str, wait: bool, stop: asyncio.Event) -> bool:
+    """Whether ``topic`` exists; with ``wait``, polls until it does (or until stopped)."""
     noted = False
-    while True:
-        await consumer.topics()            # refreshes metadata
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return set(parts)
+    while not stop.is_set():
+        if topic in await consumer.topics():
+            return True
         if not wait:
-            return None
+            return False
         if not noted:
             click.echo(f"waiting for topic {topic} to be created ...", err=True)
             noted = True
-        await asyncio.sleep(1.0)
+        await _sleep_unless(stop, 1.0)
+    return False
+
+
+async def _assignment(consumer, stop: asyncio.Event, timeout_s: float = 30.0) -> list:
+    """The partitions the client assigned itself after ``subscribe`` (it needs one metadata round)."""
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if tps:
+            return tps
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"alerts: no partitions assigned within {timeout_s:.0f} s of subscribing")
+        await _sleep_unless(stop, 0.05)
+    return []
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from agent.commands.alerts import Deduplicator
 from agent.settings import Settings
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, kafka_client_kwargs
 from streams.contracts import Alert, decode
-from streams.topics import ALERTS
+from streams.topics import ALERTS, Topic
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -64,14 +64,14 @@ def test_unreachable_broker_gives_a_clear_error():
     assert result.stdout == ""
 
 
-async def _produce(settings: Settings, values: list[tuple[str, bytes]]) -> None:
+async def _produce(settings: Settings, values: list[tuple[str, bytes]], topic: str = ALERTS.name) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(**kafka_client_kwargs(settings))
     await producer.start()
     try:
         for key, value in values:
-            await producer.send_and_wait(ALERTS.name, value, key=key.encode())
+            await producer.send_and_wait(topic, value, key=key.encode())
     finally:
         await producer.stop()
 
@@ -144,3 +144,36 @@ def test_follow_prints_only_new_alerts_until_stopped(broker):
         err = proc.stderr.read()
     assert proc.returncode == 0, err
     assert "3 alerts, 1 duplicates dropped" in err
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(90)
+def test_missing_topic(broker):
+    b, settings = broker
+    env = {"KAFKA_BOOTSTRAP_SERVERS": b.bootstrap}
+    result = CliRunner().invoke(main, ["alerts", "--topic", "alerts.absent", "--idle-exit-s", "0.5"], env=env)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "topic alerts.absent does not exist" in result.stderr
+
+    # a follower started before the topic exists waits for it, then prints what arrives
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=b.bootstrap)
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "alerts", "--follow", "--json", "--topic", "alerts.late"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stderr.readline().startswith("waiting for topic alerts.late")
+        ensure_topics(settings, topics=(Topic("alerts.late", "test topic created after the follower"),))
+        assert proc.stderr.readline().startswith(f"following alerts.late on {b.bootstrap} (2 partitions)")
+        new = make_alerts("OR-9", "late")
+        asyncio.run(_produce(settings, [(a.bed_id, a.dumps()) for a in new], topic="alerts.late"))
+        out: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [out.put(ln) for ln in proc.stdout], daemon=True).start()
+        assert [decode(Alert, out.get(timeout=20).encode()) for _ in new] == new
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert proc.returncode == 0

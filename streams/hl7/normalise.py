@@ -136,6 +136,7 @@ class _Walk:
         self.raw = raw
         self.tz = default_tz
         self.out = Normalised()
+        self._periods: dict[str, float] | None = None
 
     def reject(self, cls: str, reason: str, seg: list[str] | None = None) -> None:
         raw = (self.p.field_sep.join(seg).encode() if seg is not None else self.raw)
@@ -173,7 +174,6 @@ class _Walk:
         p = self.p
         obr_t: int | None = None
         seen_obr = False
-        periods = self._sample_periods()
         for seg in p.segments[1:]:
             sid = seg[0]
             if sid == "OBR":
@@ -188,16 +188,19 @@ class _Walk:
                     self.reject("parse", "OBX before any OBR (ORU^R01 needs OBR first)", seg)
                     continue
                 try:
-                    self.obx(seg, obr_t, periods)
+                    self.obx(seg, obr_t)
                 except (ValueError, OverflowError) as exc:
                     self.reject("value", str(exc), seg)
             elif sid[0] == "Z":
                 self.out.skipped.append(f"{sid} segment")
 
-    def _sample_periods(self) -> dict[str, float]:
-        """OBX-4 -> sample period (s) of MDC_ATTR_TIME_PD_SAMP OBX."""
+    def sample_periods(self) -> dict[str, float]:
+        """OBX-4 -> sample period (s) of MDC_ATTR_TIME_PD_SAMP OBX (read once, on first use)."""
+        if self._periods is not None:
+            return self._periods
         p = self.p
         out: dict[str, float] = {}
+        self._periods = out
         for seg in p.segments:
             if seg[0] != "OBX" or len(seg) < 4 or not seg[3].startswith(codes.MDC_SAMPLE_PERIOD):
                 continue
@@ -214,7 +217,7 @@ class _Walk:
                 out[p.get(seg, 4)] = period
         return out
 
-    def obx(self, seg: list[str], obr_t: int | None, periods: dict[str, float]) -> None:
+    def obx(self, seg: list[str], obr_t: int | None) -> None:
         p, out = self.p, self.out
         vt = seg[2] if len(seg) > 2 else ""
         code, label, system = p.parts(seg, 3, 3)
@@ -226,7 +229,7 @@ class _Walk:
             out.skipped.append(f"{label or code}: result status {status}")
             return
         if code == codes.MDC_SAMPLE_PERIOD:
-            return  # read by _sample_periods
+            return  # read by sample_periods
         t_text = p.parts(seg, 14, 1)[0]
         t_ns = (parse_ts(t_text, self.tz) if t_text else None) or obr_t or self.msg_t_ns
         if t_ns is None:
@@ -235,7 +238,7 @@ class _Walk:
         if vt == "NM" or vt == "SN":
             self.numeric(seg, vt, code, label, system, t_ns)
         elif vt == "NA":
-            self.waveform(seg, code, label, t_ns, periods)
+            self.waveform(seg, code, label, t_ns)
         elif self.is_vr and code == "EVENT":
             text = p.field_text(seg, 5)
             if text:
@@ -299,7 +302,7 @@ class _Walk:
             return (self.p.msh_field(4) or None) if self.is_vr else None
         return a or b
 
-    def waveform(self, seg, code, label, t_ns, periods) -> None:
+    def waveform(self, seg, code, label, t_ns) -> None:
         p, out = self.p, self.out
         fs_hz = None
         if "@" in label:
@@ -318,7 +321,7 @@ class _Walk:
             return
         if fs_hz is None:
             sub = p.get(seg, 4)
-            for key, period in periods.items():
+            for key, period in self.sample_periods().items():
                 if sub and key.startswith(sub + "."):
                     fs_hz = 1.0 / period
                     break

@@ -100,3 +100,21 @@ def test_importing_runtime_does_not_import_backends():
             "sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_decoder_steps_from_an_empty_cache(backend, tiny_engine_dir, tiny_cfg, reference_models):
+    """One event against an empty cache (zero-length past) and then against the returned cache."""
+    if not backend_available(backend):
+        pytest.skip(f"{backend} not available")
+    eng = load_engine(tiny_engine_dir, backend=backend, model="belief_decoder")
+    x = {k: v.numpy() for k, v in MODELS["belief_decoder"].example_inputs(tiny_cfg, 1, n_events=2, past_len=0).items()}
+    first = eng.run({**{k: v[:, :1] for k, v in x.items() if k != "past_kv"}, "past_kv": x["past_kv"]})
+    second = eng.run({**{k: v[:, 1:] for k, v in x.items() if k != "past_kv"}, "past_kv": first["present_kv"]})
+    ref = reference_models["belief_decoder"]
+    with torch.no_grad():
+        full = ref(*[torch.from_numpy(x[n]) for n in ref.input_names])[0].numpy()        # (1, 2, H)
+    tol = _tol("belief_logits", eng.precision)
+    assert first["present_kv"].shape[4] == 2 and second["present_kv"].shape[4] == 4
+    assert float(abs(first["belief_logits"][0, 0] - full[0, 0]).max()) <= tol
+    assert float(abs(second["belief_logits"][0, 0] - full[0, 1]).max()) <= tol

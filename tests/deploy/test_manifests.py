@@ -112,6 +112,8 @@ def test_gpu_requested_where_inference_runs(rendered, overlay):
 def test_probes_resources_and_non_root(rendered, overlay):
     for workload, spec in pod_specs(rendered[overlay]):
         name = workload["metadata"]["name"]
+        assert spec.get("enableServiceLinks") is False, f"{name}: service links inject KAFKA_* variables"
+        assert spec.get("automountServiceAccountToken") is False, f"{name}: no API access needed"
         pod_sc = spec.get("securityContext", {})
         assert pod_sc.get("runAsNonRoot") is True, f"{name}: pod not runAsNonRoot"
         assert pod_sc.get("runAsUser", 1) != 0

@@ -114,7 +114,8 @@ class EngineForecaster:
             gates = res.get("gates")
             for i, x in enumerate(chunk):
                 level, slope = map_level_and_slope(x.map_mmhg, x.valid.astype(bool), x.grid_s)
-                drivers = {"map_level_mmhg": level, "map_trend_mmhg_per_min": slope}
+                drivers = {k: v for k, v in (("map_level_mmhg", level), ("map_trend_mmhg_per_min", slope))
+                           if math.isfinite(v)}          # NaN does not survive JSON; absent means unknown
                 if gates is not None:
                     drivers.update({mod: float(g) for mod, g in zip(self.engine.manifest.modalities, gates[i])})
                 out.append(ForecastOutput(

@@ -45,6 +45,25 @@ def info(path: Path, as_json: bool) -> None:
     click.echo("  libraries " + ", ".join(f"{k} {v}" for k, v in m.libraries.items()))
 
 
+@engine.command("build")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--max-batch", default=256, show_default=True, help="largest batch of the optimisation profile")
+@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
+def build(path: Path, max_batch: int, precision: str) -> None:
+    """Build TensorRT plans for every model in PATH on this GPU (kept in PATH/trt_cache)."""
+    import logging
+
+    from models.manifest import load_manifest
+    from models.runtime import backend_available, load_engine
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if not backend_available("tensorrt"):
+        raise click.ClickException("TensorRT or a CUDA GPU is not available on this machine; "
+                                   "ONNX Runtime loads the ONNX engine as it is")
+    for name in load_manifest(path).models:
+        eng = load_engine(path, backend="tensorrt", model=name, precision=precision, max_batch=max_batch)
+        click.echo(f"{name:15s} {eng.impl.plan_path}")
+
+
 def _parse_sizes(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]

@@ -134,6 +134,7 @@ class TensorRTBackend:
         self.stream = torch.cuda.Stream()
         self._dtypes = {n: self._torch_dtype(self.engine.get_tensor_dtype(n)) for n in names}
         self.providers = [f"TensorRT {trt.__version__}", torch.cuda.get_device_name(0)]
+        self._scratch = torch.empty(16, dtype=torch.float32, device="cuda")
 
     def _torch_dtype(self, dt):
         trt, torch = self.trt, self.torch
@@ -148,7 +149,6 @@ class TensorRTBackend:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        self._scratch = torch.empty(16, dtype=torch.float32, device="cuda")
         keep = []
         with torch.cuda.stream(self.stream):
             for name in self.inputs:

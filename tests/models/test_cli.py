@@ -54,3 +54,13 @@ def test_engine_bench(tiny_engine_dir, tmp_path):
     assert dec.exit_code == 0 and "belief_decoder" in dec.output
     bad = CliRunner().invoke(main, ["engine", "bench", str(tiny_engine_dir), "--batch-sizes", "0,x"])
     assert bad.exit_code != 0 and "batch sizes" in bad.output
+
+
+def test_engine_build_needs_tensorrt(tiny_engine_dir):
+    from models.runtime import backend_available
+    res = CliRunner().invoke(main, ["engine", "build", str(tiny_engine_dir)])
+    if backend_available("tensorrt"):
+        assert res.exit_code == 0, res.output
+        assert res.output.count(".plan") == 3
+    else:
+        assert res.exit_code != 0 and "TensorRT or a CUDA GPU is not available" in res.output

@@ -50,7 +50,7 @@ def test_predict_batch_shapes_and_drivers(forecaster):
         assert o.map_trajectory_mmhg.shape == (300,) and np.isfinite(o.map_trajectory_mmhg).all()
         assert {"trend", "morphology", "numerics", "context"} <= set(o.drivers)
         assert all(0.0 <= o.drivers[m] <= 1.0 for m in ("trend", "morphology", "numerics", "context"))
-        assert math.isfinite(o.drivers["map_level_mmhg"])
+        assert math.isfinite(o.drivers["map_level_mmhg"]) and math.isfinite(o.drivers["map_trend_mmhg_per_min"])
     assert forecaster.backend == "onnxruntime" and forecaster.fallback_reason is None
     assert forecaster.last_inference_ms > 0
     # one batch equals one bed at a time (no leakage across the batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -37,11 +38,13 @@ def simulate(cases: int, out_dir: Path, seed: int, minutes: float, scenario: str
         raise click.UsageError(f"--out {out_dir} exists and is not a directory")
     if scenario == "demo" and minutes < 14.0:
         raise click.UsageError(f"--scenario demo needs --minutes >= 14 (got {minutes:g})")
+    started = time.perf_counter()
     try:
         paths = write_cohort(out_dir, cases, seed, minutes=minutes, scenario=scenario,
                              progress=not quiet, first_caseid=first_caseid)
     except (ValueError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    elapsed_s = time.perf_counter() - started
 
     with_ioh = episodes = 0
     artifacts: dict[str, int] = {}
@@ -53,7 +56,8 @@ def simulate(cases: int, out_dir: Path, seed: int, minutes: float, scenario: str
             artifacts[a["kind"]] = artifacts.get(a["kind"], 0) + 1
     hours = cases * minutes / 60.0
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(artifacts.items())) or "none"
-    click.echo(f"wrote {len(paths)} cases ({hours:.1f} h of 500 Hz ABP) to {out_dir}")
+    click.echo(f"wrote {len(paths)} cases ({hours:.1f} h of 500 Hz ABP) to {out_dir} in {elapsed_s:.1f} s "
+               f"({elapsed_s / cases:.2f} s per case)")
     click.echo(f"cases with IOH: {with_ioh}/{cases} ({100.0 * with_ioh / cases:.0f} %), "
                f"{episodes} episodes (MAP < 65 mmHg for >= 60 s, artifact-free MAP)")
     click.echo(f"artifacts: {sum(artifacts.values())} ({kinds})")

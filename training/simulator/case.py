@@ -108,7 +108,9 @@ def _demo_ok(ph: Physiology) -> bool:
     return (lo <= first["start_s"] <= hi and 90.0 <= first["duration_s"] <= 420.0
             and first["end_s"] + 180.0 < len(m)
             and float(np.min(m[60:200])) > 75.0                     # normotensive around the flush
-            and float(np.min(m[: int(first["start_s"]) - 60])) > 66.0)
+            and float(np.min(m[: int(first["start_s"]) - 60])) > 66.0
+            # a clear recovery, so alerts can resolve
+            and float(np.median(m[int(first["end_s"]) + 120: int(first["end_s"]) + 300])) >= 75.0)
 
 
 def simulate_physiology(caseid: int, seed: int, minutes: float = 60.0, scenario: str = "default",

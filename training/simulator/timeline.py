@@ -63,7 +63,7 @@ def draw_timeline(rng: np.random.Generator, duration_s: float, optype: str, appr
         if T < DEMO_MIN_MINUTES * 60:
             raise ValueError(f"timeline: the demo scenario needs at least {DEMO_MIN_MINUTES:.0f} min, "
                              f"got {T / 60:.1f} min")
-        ind = rng.uniform(170.0, 200.0)
+        ind = rng.uniform(185.0, 215.0)
         intub = ind + rng.uniform(90.0, 120.0)
         incision = min(ind + rng.uniform(14.0, 16.0) * 60, T - 60.0)
     else:

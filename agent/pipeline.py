@@ -271,11 +271,10 @@ class BedState:
         else:
             quality = "ok"
         level, slope = map_level_and_slope(w["map_mmhg"], valid, s.map_grid_s)
-        below = 0
-        for ok, m in zip(valid[::-1], w["map_mmhg"][::-1]):
-            if not (ok and m < s.ioh_map_mmhg):
-                break
-            below += 1
+        with np.errstate(invalid="ignore"):
+            hypo = valid & (w["map_mmhg"] < s.ioh_map_mmhg)
+        not_hypo = np.flatnonzero(~hypo)  # length of the run of hypotensive cells ending now
+        below = hypo.size if not_hypo.size == 0 else hypo.size - 1 - int(not_hypo[-1])
         fin = None
         if quality == "ok":
             wave = np.empty(0, dtype=np.float32)

@@ -176,6 +176,9 @@ def bench(beds, seconds, warmup_s, json_out, engine_path) -> None:
         ensure_topics(s)
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, IOHWATCH_WEB_PORT=str(web_port),
                    IOHWATCH_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1",
+                   # The demo/bench agent may run the named baseline when no engine loads; it says so
+                   # in every forecast. A production deployment decides this itself.
+                   IOHWATCH_ALLOW_BASELINE_FALLBACK="true",
                    IOHWATCH_APP_ID=f"iohwatch-bench-{os.getpid()}")
         if settings.engine_path is not None:
             env["IOHWATCH_ENGINE_PATH"] = str(settings.engine_path)

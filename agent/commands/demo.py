@@ -210,7 +210,10 @@ def demo(beds, speed, minutes, seed, engine_path, plain) -> None:
     agent = replay = None
     with EmbeddedBroker(port=port, log_path=work / "broker.log") as broker:
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, IOHWATCH_WEB_PORT=str(web_port),
-                   IOHWATCH_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1")
+                   IOHWATCH_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1",
+                   # The demo/bench agent may run the named baseline when no engine loads; it says so
+                   # in every forecast. A production deployment decides this itself.
+                   IOHWATCH_ALLOW_BASELINE_FALLBACK="true")
         if settings.engine_path is not None:
             env["IOHWATCH_ENGINE_PATH"] = str(settings.engine_path)
         try:

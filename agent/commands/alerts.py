@@ -1,7 +1,7 @@
 """``iohwatch alerts``: print alert lifecycle events from ``ioh.alerts``.
 
-Reads every partition by manual assignment (no consumer group), so any number of followers
-each see every alert and none waits for a group join. Events are de-duplicated by
+Reads without a consumer group: the client assigns itself every partition of the topic, so
+any number of followers each see every alert and none waits for a group join. Events are de-duplicated by
 ``event_id`` (delivery is at least once). Malformed messages are reported on stderr, counted
 and skipped.
 

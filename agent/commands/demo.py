@@ -175,8 +175,8 @@ async def _follow(bootstrap_kwargs: dict, view: LiveView, stop: asyncio.Event, l
 @click.option("--beds", type=click.IntRange(1, 500), default=3, show_default=True, help="Simulated beds.")
 @click.option("--speed", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Event time runs this many times faster than wall time.")
-@click.option("--minutes", type=click.FloatRange(min=2), default=20.0, show_default=True,
-              help="Length of each simulated case (event time).")
+@click.option("--minutes", type=click.FloatRange(min=14), default=20.0, show_default=True,
+              help="Length of each simulated case (event time; the episode scenario needs 14 min).")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--engine", "engine_path", default=None, help="Engine directory; 'none' runs the baseline.")
 @click.option("--plain", is_flag=True, help="Print lines instead of a live table (automatic without a terminal).")

@@ -297,6 +297,10 @@ tick_strategy = st.tuples(
 )
 
 
+EVIDENCE_KEYS = {"map_now_mmhg", "map_slope_mmhg_per_min", "risk_5", "risk_10", "risk_15", "signal_quality",
+                 "top_driver"}
+
+
 def build(raw) -> list[AlertInput]:
     xs, i = [], 0
     for adv, (r5, r10, r15), m, sl, q, below in raw:
@@ -318,6 +322,7 @@ def test_properties_over_random_sequences(raw, cut):
     for x, events in zip(xs, events_by_tick):
         for a in events:
             assert a.t_ns == x.t_ns
+            assert EVIDENCE_KEYS <= set(a.evidence) and a.message.startswith("OR-7: ")
             if x.signal_quality != "ok" and a.kind != SIGNAL:
                 # no IOH alert is raised or escalated on an artifact or insufficient tick
                 assert a.action == "suppressed"

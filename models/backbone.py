@@ -152,7 +152,8 @@ class CrossAttention(nn.Module):
     """Pre-norm multi-head cross-attention with a residual: queries ``x`` attend to ``ctx``.
 
     ``ctx_mask`` (B, Tk) is 1 where a key may be attended; every row must keep at least one key.
-    Returns the updated queries (B, Tq, C) and the head-averaged weights (B, Tq, Tk).
+    Returns the updated queries (B, Tq, C) (only what attention adds when ``residual=False``)
+    and the head-averaged weights (B, Tq, Tk).
     """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
@@ -165,7 +166,8 @@ class CrossAttention(nn.Module):
         self.c_proj = nn.Linear(n_embd, n_embd)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor | None = None,
+                residual: bool = True):
         B, Tq, C = x.shape
         Tk = ctx.shape[1]
         hs = C // self.n_head
@@ -178,4 +180,5 @@ class CrossAttention(nn.Module):
             att = att.masked_fill(ctx_mask[:, None, None, :] < 0.5, float("-inf"))
         att = F.softmax(att, dim=-1)
         y = (self.drop(att) @ v).transpose(1, 2).reshape(B, Tq, C)               # (B, Tq, C)
-        return x + self.c_proj(y), att.mean(dim=1)
+        y = self.c_proj(y)
+        return (x + y if residual else y), att.mean(dim=1)

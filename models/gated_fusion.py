@@ -105,8 +105,7 @@ class GatedFusion(nn.Module):
         gates = []
         for m in MODALITIES:
             toks, mask = tokens[m]
-            c, _ = self.cross[m](q, toks, mask)                                  # (B, 1, C)
-            c = c - q                                                            # what attention added
+            c, _ = self.cross[m](q, toks, mask, residual=False)                  # (B, 1, C)
             g = torch.sigmoid(self.gate[m](torch.cat([q, c], dim=-1)))           # (B, 1, 1)
             fused = fused + g * c
             gates.append(g[:, 0])                                                # (B, 1)

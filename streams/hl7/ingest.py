@@ -175,10 +175,14 @@ class HL7Ingest:
 class KafkaSink:
     """aiokafka producer with ``acks=all``; ``send`` returns once the broker acknowledged."""
 
-    def __init__(self, client_kwargs: dict, *, linger_ms: int = 2, request_timeout_s: float = 10.0):
+    def __init__(self, client_kwargs: dict, *, linger_ms: int = 2, request_timeout_s: float = 10.0,
+                 max_batch_bytes: int = 512 * 1024):
         self.client_kwargs = client_kwargs
         self.linger_ms = linger_ms
         self.request_timeout_s = request_timeout_s
+        # aiokafka keeps one batch in flight per partition: batches far larger than its 16 KiB
+        # default let thousands of ~2 KiB HL7 messages share one round trip.
+        self.max_batch_bytes = max_batch_bytes
         self.producer = None
 
     async def start(self) -> "KafkaSink":
@@ -186,7 +190,7 @@ class KafkaSink:
 
         # Idempotent producers fail on the embedded broker; de-duplication is by control id.
         self.producer = AIOKafkaProducer(**self.client_kwargs, acks="all", enable_idempotence=False,
-                                         linger_ms=self.linger_ms,
+                                         linger_ms=self.linger_ms, max_batch_size=self.max_batch_bytes,
                                          request_timeout_ms=int(self.request_timeout_s * 1000))
         await self.producer.start()
         return self

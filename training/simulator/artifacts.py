@@ -4,7 +4,7 @@ Kinds (durations drawn uniformly in the ranges below):
 
 * ``flush``: the line is flushed from the pressure bag, a square plateau at 220-300 mmHg, 3-10 s;
 * ``zeroing``: the transducer is opened to air, pressure near 0 mmHg, 10-30 s;
-* ``damping``: air bubble or kinked line, a low-pass filter (cut-off 1-2.5 Hz) that keeps the mean
+* ``damping``: air bubble or kinked line, a low-pass filter (cut-off 0.7-1.8 Hz) that keeps the mean
   and shrinks the pulse pressure, 1-5 min;
 * ``disconnection``: the line is off, flat near 0 mmHg with noise, 15-90 s;
 * ``gap``: samples missing (NaN; absent in the .vital file), 5-60 s.
@@ -53,7 +53,7 @@ def _make(rng: np.random.Generator, kind: str, start_s: float, duration_s: float
     if kind == "disconnection":
         return Artifact(kind, start_s, end, level_mmhg=float(rng.uniform(-2.0, 4.0)))
     if kind == "damping":
-        return Artifact(kind, start_s, end, cutoff_hz=float(rng.uniform(1.0, 2.5)))
+        return Artifact(kind, start_s, end, cutoff_hz=float(rng.uniform(0.7, 1.8)))
     return Artifact(kind, start_s, end)
 
 

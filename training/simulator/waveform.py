@@ -64,7 +64,8 @@ def synthesise(t1_s: np.ndarray, map_1s: np.ndarray, pp_1s: np.ndarray, hr_1s: n
                diastolic_tau_s: float, fs_hz: float, rng: np.random.Generator) -> Waveform:
     """Waveform for the span of the 1 s course: ``len(t1_s) * fs_hz`` samples (mmHg)."""
     n = int(round(len(t1_s) * fs_hz))
-    t = np.arange(n) / fs_hz                                             # (n,)
+    pad = int(2 * fs_hz)        # whole beats beyond both ends, so the kept samples hold no partial beat
+    t = np.arange(-pad, n + pad) / fs_hz                                   # (n + 2 pad,)
     # respiration phase (ventilator or spontaneous), continuous across rate changes
     resp_phase = 2 * np.pi * np.cumsum(np.interp(t, t1_s, resp_rate_1s) / 60.0) / fs_hz
     hr = np.interp(t, t1_s, hr_1s)
@@ -75,10 +76,10 @@ def synthesise(t1_s: np.ndarray, map_1s: np.ndarray, pp_1s: np.ndarray, hr_1s: n
     beat -= beat[0]
     onset = np.flatnonzero(np.diff(beat)) + 1                             # (n_beats - 1,)
     onset = np.r_[0, onset]
-    counts = np.diff(np.r_[onset, n])
+    counts = np.diff(np.r_[onset, len(t)])
     rr = counts / fs_hz                                                   # (n_beats,)
-    # partial first and last beats take the local cycle length
-    rr[0] = 60.0 / hr[0]
+    # the partial first and last beats (inside the padding) take the local cycle length
+    rr[0] = max(rr[0], 60.0 / hr[0])
     rr[-1] = max(rr[-1], 60.0 / hr[-1])
     frac = phase - np.floor(phase)
     tau = frac * rr[beat]                                                 # time since foot (s)
@@ -100,6 +101,7 @@ def synthesise(t1_s: np.ndarray, map_1s: np.ndarray, pp_1s: np.ndarray, hr_1s: n
     mean_shape = np.bincount(beat, weights=shape, minlength=len(onset)) / np.maximum(counts, 1)
     dbp_b = map_b - pp_b * mean_shape
     abp = dbp_b[beat] + pp_b[beat] * shape
-    abp += rng.normal(0.0, 0.3, n)
-    return Waveform(abp_mmhg=abp, onset_idx=onset, sbp_mmhg=dbp_b + pp_b, dbp_mmhg=dbp_b,
-                    map_mmhg=map_b)
+    abp = abp[pad: pad + n] + rng.normal(0.0, 0.3, n)
+    inside = (onset >= pad) & (onset < pad + n)
+    return Waveform(abp_mmhg=abp, onset_idx=onset[inside] - pad, sbp_mmhg=(dbp_b + pp_b)[inside],
+                    dbp_mmhg=dbp_b[inside], map_mmhg=map_b[inside])

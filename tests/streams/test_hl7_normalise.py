@@ -173,3 +173,48 @@ def test_code_table_is_consistent():
         assert codes.lookup_unit(entry.ucum).quantity == entry.quantity
     assert codes.lookup_unit("265987").factor == pytest.approx(7.50062, abs=1e-5)
     assert codes.lookup_unit("", "MDC_DIM_MMHG").ucum == "mm[Hg]"
+
+
+def test_pharmacy_orders_become_note_events():
+    rde = ("MSH|^~\\&|PHARM|HOSP|||20250101120000+0000||RDE^O11^RDE_O11|R1|P|2.5\r"
+           "PID|1||1^^^H^MR\rPV1|1|I|OR^3\rORC|NW|O1|||||||20250101115500+0000\r"
+           "RXE|1^^^20250101|0001^Norepinephrine^LOCAL|0.05||ug/kg/min\r").encode()
+    [ev] = normalise(rde).events
+    assert (ev.kind, ev.name, ev.t_ns) == ("note", "norepinephrine", T0 - 300 * 10**9)
+    assert "order (RDE^O11)" in ev.text and "0.05 ug/kg/min" in ev.text
+    omp = rde.replace(b"RDE^O11^RDE_O11", b"OMP^O09^OMP_O09").replace(
+        b"RXE|1^^^20250101|0001^Norepinephrine^LOCAL|0.05||ug/kg/min", b"RXO|0002^Ephedrine^LOCAL|10||mg")
+    assert normalise(omp).events[0].name == "ephedrine"
+
+
+def test_wrong_encoding_characters_are_rejected_with_reason():
+    for bad, why in ((b"MSH|^^\\&|A|B|||20250101||ORU^R01|1|P|2.6\r", "distinct"),
+                     (b"MSH|^~|A|B|||20250101||ORU^R01|1|P|2.6\r", "4 or 5"),
+                     (b"MSHA^~\\&A\r", "not a separator")):
+        n = normalise(bad)
+        assert n.dead_letters[0].reason_class == "parse" and why in n.dead_letters[0].reason
+
+
+def test_ingest_counts_in_agent_metrics():
+    import asyncio
+
+    from agent.metrics import Metrics
+    from streams.hl7.ingest import HL7Ingest
+
+    async def ok(topic, key, value):
+        return None
+
+    m = Metrics()
+    ingest = HL7Ingest(ok, m)
+
+    async def main():
+        await ingest.handle(samples.pcd01_oru())
+        await ingest.handle(samples.pcd01_oru())
+        await ingest.handle(b"MSH|^^\\&|bad")
+
+    asyncio.run(main())
+    text = m.exposition().decode()
+    assert 'iohwatch_hl7_messages_total{outcome="accepted"} 1.0' in text
+    assert 'iohwatch_hl7_messages_total{outcome="duplicate"} 1.0' in text
+    assert 'iohwatch_hl7_messages_total{outcome="rejected"} 1.0' in text
+    assert 'iohwatch_dead_letters_total{reason="parse",topic="hl7.raw"} 1.0' in text

@@ -139,10 +139,13 @@ class _Walk:
         self._periods: dict[str, float] | None = None
 
     def reject(self, cls: str, reason: str, seg: list[str] | None = None) -> None:
-        raw = (self.p.field_sep.join(seg).encode() if seg is not None else self.raw)
+        if seg is None:
+            raw = self.raw
+        else:  # MSH keeps MSH-1 (the separator) as seg[1]; it is not a field between separators
+            raw = self.p.field_sep.join(seg[:1] + seg[2:] if seg[0] == "MSH" else seg).encode()
         where = f"message {self.out.control_id or '?'}"
         if seg is not None:
-            where += f" {seg[0]}|{self.p.get(seg, 1)}"
+            where += f" {seg[0]}" if seg[0] == "MSH" else f" {seg[0]}|{self.p.get(seg, 1)}"
         self.out.dead_letters.append(Rejected(cls, f"{where}: {reason}", raw))
 
     def ts(self, seg: list[str], n: int) -> int | None:
@@ -161,9 +164,9 @@ class _Walk:
             return False
         try:
             self.msg_t_ns = self.ts(p.msh, 7)
-        except ValueError as exc:
+        except ValueError as exc:  # the message is still used when OBX-14/OBR-7 carry the time
             self.msg_t_ns = None
-            self.out.skipped.append(f"MSH-7 unreadable: {exc}")
+            self.reject("parse", f"MSH-7: {exc}", p.msh)
         self.is_vr = p.msh_field(3) == VITAL_RECORDER_APP
         out.source = "vitalrecorder" if self.is_vr else ("pcd01" if mtype == "ORU" else "hl7")
         out.bed_id = bed_id_of(p)

@@ -61,47 +61,64 @@ def beat_shape(tau_s: np.ndarray, beat: np.ndarray, rr_s: np.ndarray, augmentati
 
 def synthesise(t1_s: np.ndarray, map_1s: np.ndarray, pp_1s: np.ndarray, hr_1s: np.ndarray,
                ppv_1s: np.ndarray, resp_rate_1s: np.ndarray, augmentation: float,
-               diastolic_tau_s: float, fs_hz: float, rng: np.random.Generator) -> Waveform:
-    """Waveform for the span of the 1 s course: ``len(t1_s) * fs_hz`` samples (mmHg)."""
+               diastolic_tau_s: float, fs_hz: float, rng: np.random.Generator,
+               chunk_beats: int = 400) -> Waveform:
+    """Waveform for the span of the 1 s course: ``len(t1_s) * fs_hz`` samples (mmHg).
+
+    Beat feet come from integrating the heart rate on a 50 Hz grid; samples are then written a
+    group of ``chunk_beats`` whole beats at a time, so memory stays flat however long the case.
+    """
     n = int(round(len(t1_s) * fs_hz))
-    pad = int(2 * fs_hz)        # whole beats beyond both ends, so the kept samples hold no partial beat
-    t = np.arange(-pad, n + pad) / fs_hz                                   # (n + 2 pad,)
+    pad_s = 2.0                 # whole beats beyond both ends: the kept samples hold no partial beat
+    dt_c = 0.02
+    t_c = np.arange(-pad_s, len(t1_s) + pad_s + dt_c, dt_c)               # (m,) 50 Hz grid
     # respiration phase (ventilator or spontaneous), continuous across rate changes
-    resp_phase = 2 * np.pi * np.cumsum(np.interp(t, t1_s, resp_rate_1s) / 60.0) / fs_hz
-    hr = np.interp(t, t1_s, hr_1s)
-    slow = np.interp(t, t1_s, ou_noise(rng, len(t1_s), tau_s=8.0, sd=0.012))
-    hr = hr * (1.0 + 0.012 * np.sin(resp_phase) + slow)                   # RSA + variability
-    phase = rng.random() + np.cumsum(hr / 60.0) / fs_hz
-    beat = np.floor(phase).astype(np.int64)
-    beat -= beat[0]
-    onset = np.flatnonzero(np.diff(beat)) + 1                             # (n_beats - 1,)
-    onset = np.r_[0, onset]
-    counts = np.diff(np.r_[onset, len(t)])
-    rr = counts / fs_hz                                                   # (n_beats,)
-    # the partial first and last beats (inside the padding) take the local cycle length
-    rr[0] = max(rr[0], 60.0 / hr[0])
-    rr[-1] = max(rr[-1], 60.0 / hr[-1])
-    frac = phase - np.floor(phase)
-    tau = frac * rr[beat]                                                 # time since foot (s)
+    resp_c = 2 * np.pi * np.cumsum(np.interp(t_c, t1_s, resp_rate_1s) / 60.0) * dt_c
+    slow = np.interp(t_c, t1_s, ou_noise(rng, len(t1_s), tau_s=8.0, sd=0.012))
+    hr_c = np.interp(t_c, t1_s, hr_1s) * (1.0 + 0.012 * np.sin(resp_c) + slow)   # RSA + variability
+    phase_c = rng.random() + np.cumsum(hr_c / 60.0) * dt_c                 # beats, increasing
+    k = np.arange(np.ceil(phase_c[0]), np.floor(phase_c[-1]) + 1)
+    t_on = np.interp(k, phase_c, t_c)                                      # (n_beats + 1,) feet (s)
+    onset = np.ceil(t_on * fs_hz).astype(np.int64)                         # sample index of each foot
+    onset = np.unique(onset)
+    t_on = onset / fs_hz
+    rr = np.diff(onset) / fs_hz                                            # (n_beats,)
+    onset = onset[:-1]                                                     # beats with a next foot
+    t_on = t_on[:-1]
 
     # beat-level targets at each foot
-    t_on = t[onset]
     map_b = np.interp(t_on, t1_s, map_1s)
     pp_b = np.interp(t_on, t1_s, pp_1s)
     ppv_b = np.interp(t_on, t1_s, ppv_1s)
-    swing = np.sin(resp_phase[onset])
+    swing = np.sin(np.interp(t_on, t_c, resp_c))
     pp_b = pp_b * (1.0 + 0.5 * ppv_b * swing)
     map_b = map_b + 0.25 * ppv_b * pp_b * swing
     pp_b = pp_b * rng.lognormal(0.0, 0.015, len(onset))
+    dbp_b = np.empty(len(onset))
 
-    shape = beat_shape(tau, beat, rr, augmentation, diastolic_tau_s)       # (n,)
-    peak = np.maximum.reduceat(shape, onset)                              # (n_beats,)
-    peak = np.where(peak > 0.2, peak, 1.0)
-    shape = shape / peak[beat]
-    mean_shape = np.bincount(beat, weights=shape, minlength=len(onset)) / np.maximum(counts, 1)
-    dbp_b = map_b - pp_b * mean_shape
-    abp = dbp_b[beat] + pp_b[beat] * shape
-    abp = abp[pad: pad + n] + rng.normal(0.0, 0.3, n)
-    inside = (onset >= pad) & (onset < pad + n)
-    return Waveform(abp_mmhg=abp, onset_idx=onset[inside] - pad, sbp_mmhg=(dbp_b + pp_b)[inside],
+    abp = np.full(n, np.nan)
+    counts = np.round(rr * fs_hz).astype(np.int64)
+    for g0 in range(0, len(onset), chunk_beats):
+        g1 = min(len(onset), g0 + chunk_beats)
+        s0, s1 = onset[g0], onset[g1 - 1] + counts[g1 - 1]
+        if s1 <= 0 or s0 >= n:
+            continue
+        cnt = counts[g0:g1]
+        beat = np.repeat(np.arange(g1 - g0), cnt)                         # (s1 - s0,) local beat id
+        starts = np.cumsum(np.r_[0, cnt[:-1]])
+        tau = (np.arange(s1 - s0) - starts[beat]) / fs_hz                  # time since foot (s)
+        shape = beat_shape(tau, beat, rr[g0:g1], augmentation, diastolic_tau_s)
+        peak = np.maximum.reduceat(shape, starts)
+        peak = np.where(peak > 0.2, peak, 1.0)
+        shape = shape / peak[beat]
+        mean_shape = np.bincount(beat, weights=shape, minlength=g1 - g0) / cnt
+        dbp_b[g0:g1] = map_b[g0:g1] - pp_b[g0:g1] * mean_shape
+        x = dbp_b[g0:g1][beat] + pp_b[g0:g1][beat] * shape
+        lo, hi = max(s0, 0), min(s1, n)
+        abp[lo:hi] = x[lo - s0: hi - s0]
+    if np.isnan(abp).any():
+        raise RuntimeError(f"waveform: {int(np.isnan(abp).sum())} of {n} samples not covered by beats")
+    abp += rng.normal(0.0, 0.3, n)
+    inside = (onset >= 0) & (onset < n)
+    return Waveform(abp_mmhg=abp, onset_idx=onset[inside], sbp_mmhg=(dbp_b + pp_b)[inside],
                     dbp_mmhg=dbp_b[inside], map_mmhg=map_b[inside])

@@ -59,13 +59,15 @@ def _record_line(kind: str, rec) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
 @click.option("--skipped/--no-skipped", default=False, help="Also list recognised but unused content.")
-def parse(files, as_json: bool, skipped: bool) -> None:
+@click.option("--strict", is_flag=True, help="Also validate each message against the standard (hl7apy; slow).")
+def parse(files, as_json: bool, skipped: bool, strict: bool) -> None:
     """Print the normalised records of each message in FILES (MLLP-framed, or CR/LF separated;
     several messages per file)."""
     settings = load_settings()
     from agent.hl7_stage import default_tz
     from streams.hl7.fast import split_messages
     from streams.hl7.normalise import normalise
+    from streams.hl7.strict import validate
 
     tz = default_tz(settings)
     n_msgs = n_dead = 0
@@ -78,12 +80,15 @@ def parse(files, as_json: bool, skipped: bool) -> None:
             n = normalise(raw, tz)
             n_msgs += 1
             n_dead += len(n.dead_letters)
+            problems = validate(raw) if strict else []
             if as_json:
                 obj = {"file": str(path), "control_id": n.control_id, "message_type": n.message_type,
                        "bed_id": n.bed_id, "source": n.source,
                        "records": [_record_json(k, r) for k, r in n.records()]}
                 if skipped:
                     obj["skipped"] = n.skipped
+                if strict:
+                    obj["strict"] = problems
                 click.echo(json.dumps(obj))
             else:
                 click.echo(f"{path.name}: {n.message_type or '?'} {n.control_id or '?'} bed {n.bed_id} ({n.source})")
@@ -92,6 +97,8 @@ def parse(files, as_json: bool, skipped: bool) -> None:
                 if skipped:
                     for s in n.skipped:
                         click.echo(f"  skipped     {s}")
+                if strict:
+                    click.echo("  strict      " + ("; ".join(problems) if problems else "valid"))
     if not as_json:
         click.echo(f"{n_msgs} message(s), {n_dead} dead letter(s)", err=True)
 

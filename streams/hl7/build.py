@@ -8,7 +8,7 @@ ACK layout (v2.5+ ERR, reason also in MSA-3 for v2.3/2.4 receivers)::
 
     MSH|^~\\&|IOHWATCH|IOHWATCH|<MSH-3 of the original>|<MSH-4>|<now>||ACK^<trigger>^ACK|<id>|P|<version>
     MSA|AA|<original MSH-10>[|<reason>]
-    ERR|||<code>^<text>^HL70357|E||||<reason>            (AE/AR only)
+    ERR|||<code>^<text>^HL70357|E||||<reason>            (AE/AR only; v2.3/2.4: ERR|^^^<code>&<text>&HL70357)
 """
 
 from __future__ import annotations
@@ -53,17 +53,26 @@ def ack(code: str, control_id: str, *, trigger: str = "", sending_app: str = "",
     if code not in ("AA", "AE", "AR"):
         raise ValueError(f"acknowledgement code must be AA, AE or AR, got {code!r}")
     version = version if version[:2] == "2." and len(version) <= 8 else "2.6"
+    vkey = tuple(int(x) for x in version[2:].split(".") if x.isdigit())
+    if not trigger:
+        msg_type = "ACK"
+    elif vkey >= (3, 1):  # MSH-9.3 (message structure) exists from v2.3.1
+        msg_type = f"ACK^{escape(trigger)}^ACK"
+    else:
+        msg_type = f"ACK^{escape(trigger)}"
     msh = "|".join(["MSH", ENC, APP, APP, escape(sending_app), escape(sending_facility), ts(), "",
-                    f"ACK^{escape(trigger)}^ACK" if trigger else "ACK", escape(f"ACK{control_id}"[:199]),
-                    "P", escape(version)])
+                    msg_type, escape(f"ACK{control_id}"[:199]), "P", escape(version)])
     msa = f"MSA|{code}|{escape(control_id)}"
     segs = [msh]
     if code == "AA":
         segs.append(msa)
     else:
         r = escape(reason[:500])
-        segs.append(f"{msa}|{r}")
-        segs.append(f"ERR|||{error[0]}^{error[1]}^HL70357|E||||{r}")
+        segs.append(f"{msa}|{r}" if vkey < (7,) else msa)  # MSA-3 is withdrawn in v2.7
+        if vkey >= (5,):  # v2.5+: ERR-3 error code, ERR-4 severity, ERR-8 user message
+            segs.append(f"ERR|||{error[0]}^{error[1]}^HL70357|E||||{r}")
+        else:  # v2.3/2.4: ERR-1 error code and location, the code in its 4th component
+            segs.append(f"ERR|^^^{error[0]}&{error[1]}&HL70357")
     return ("\r".join(segs) + "\r").encode()
 
 

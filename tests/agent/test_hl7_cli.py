@@ -40,6 +40,17 @@ def test_parse_prints_each_message_of_framed_and_plain_files(tmp_path):
     assert kinds.count("observation") == 5 and kinds.count("waveform") == 1
 
 
+def test_parse_strict_validates_with_hl7apy(tmp_path):
+    good = tmp_path / "good.hl7"
+    good.write_bytes(samples.adt() + samples.pcd01_oru() + samples.ras())
+    bad = tmp_path / "bad.hl7"
+    bad.write_bytes(samples.ras().replace(b"RXA|0|1|", b"RXA|0|1|notadate"))
+    result = CliRunner().invoke(main, ["hl7", "parse", "--strict", str(good), str(bad)])
+    lines = [line for line in result.output.splitlines() if "strict" in line]
+    assert lines[:3] == ["  strict      valid"] * 3
+    assert len(lines) == 4 and "valid" != lines[3].split()[-1] and "Error" in lines[3]
+
+
 def test_bench_prints_rates():
     result = CliRunner().invoke(main, ["hl7", "bench", "--messages", "300", "--json"])
     assert result.exit_code == 0, result.output

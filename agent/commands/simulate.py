@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from training.simulator.timeline import SCENARIOS
+
 
 @click.command("simulate")
 @click.option("--cases", "-n", type=click.IntRange(min=1), required=True, help="number of cases to simulate")
@@ -17,7 +19,7 @@ import click
               help="cohort seed; each case is seeded from (seed, caseid)")
 @click.option("--minutes", type=click.FloatRange(min=2.0, max=24 * 60.0), default=60.0, show_default=True,
               help="recording length per case")
-@click.option("--scenario", type=click.Choice(["default", "demo"]), default="default", show_default=True,
+@click.option("--scenario", type=click.Choice(SCENARIOS), default="default", show_default=True,
               help="demo: an IOH episode begins 6.5-9.5 min in, after a flush artifact in normotension "
                    "(needs --minutes >= 14)")
 @click.option("--first-caseid", type=click.IntRange(min=1), default=1, show_default=True,

@@ -1,4 +1,20 @@
-"""One simulated case end to end: patient, course, waveform, artifacts, monitor tracks, ground truth."""
+"""One simulated case end to end: patient, course, waveform, artifacts, monitor tracks, ground truth.
+
+The ground truth (``SimulatedCase.truth``, written as ``NNNN.truth.json``) holds:
+
+* ``caseid``, ``subjectid``, ``seed``, ``scenario``, ``minutes``, ``duration_s``, ``start_ns``,
+  ``start_utc``, ``abp_fs_hz``, ``generator`` (name, version);
+* ``patient`` (VitalDB clinical columns), ``susceptibility`` and ``anaesthetist`` (the drawn
+  physiology and behaviour parameters), ``clinical_times_s`` (casestart ... opend), ``bleeds``;
+* ``ioh_episodes``: ``[{start_s, end_s, duration_s, min_map_mmhg}]`` where the artifact-free MAP on
+  the 1 s grid stayed below 65 mmHg for at least 60 s (``ioh_definition`` says so);
+* ``artifacts``: ``[{kind, start_s, end_s, ...}]`` with kind in flush, zeroing, damping,
+  disconnection, gap;
+* ``events``: ``[{t_s, kind, text, amount, unit}]`` (phases, drugs, fluids; the EVENT track);
+* ``totals``: drug, fluid and blood-loss totals.
+
+All times are seconds from the case (recording) start.
+"""
 
 from __future__ import annotations
 

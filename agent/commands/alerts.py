@@ -223,9 +223,24 @@ async def _consume(settings, topic: str, emit, counts: Counts, *, follow: bool, 
                 emit(alert)
                 counts.printed += 1
     finally:
-        await consumer.stop()
+        await _stop_quietly(consumer)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _stop_quietly(consumer) -> None:
+    """Stop the client; when the broker has gone away, aiokafka's pending fetch ends in an error
+    or a CancelledError of its own, which must not turn a clean exit into a traceback."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise                       # this task itself is being cancelled
+    except KafkaError:
+        pass
 
 
 async def _topic_exists(consumer, topic: str, wait: bool, stop: asyncio.Event) -> bool:

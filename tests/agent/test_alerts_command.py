@@ -177,3 +177,32 @@ def test_missing_topic(broker):
             proc.wait()
             raise
     assert proc.returncode == 0
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(90)
+def test_follower_outlives_its_broker_and_stops_cleanly():
+    with EmbeddedBroker() as b:
+        settings = Settings(kafka_bootstrap_servers=b.bootstrap, topic_partitions=1)
+        ensure_topics(settings, topics=(ALERTS,))
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=b.bootstrap)
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "alerts", "--follow", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        try:
+            assert proc.stderr.readline().startswith("following ioh.alerts")
+            new = make_alerts("OR-2", "gone")
+            asyncio.run(_produce(settings, [(a.bed_id, a.dumps()) for a in new]))
+            out: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: [out.put(ln) for ln in proc.stdout], daemon=True).start()
+            assert [decode(Alert, out.get(timeout=20).encode()) for _ in new] == new
+            b.stop()                              # the broker goes away under the follower
+            assert "warning: kafka:" in proc.stderr.readline()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "3 alerts, 0 duplicates dropped" in err

@@ -173,7 +173,6 @@ def simulate_course(p: Patient, sus: Susceptibility, doc: Anaesthetist, tl: Time
     maint_ml_min = 4.0 * wt / 60.0  # 4 mL/kg/h
     phe_dep = phe_eff = eph_dep = eph_eff = 0.0
     hr_baro = svr_baro = 0.0
-    map_prev = sus.map0_mmhg
     map_filt = sus.map0_mmhg
     hr = sus.hr0_bpm
     pending_at = -1.0              # time the pending treatment will be given
@@ -268,13 +267,12 @@ def simulate_course(p: Patient, sus: Susceptibility, doc: Anaesthetist, tl: Time
         compliance = sus.compliance_ml_mmhg * (1.0 - 0.004 * (map_ - 90.0))
         pp = sv / max(0.3, compliance)
         deficit = max(0.0, 1.0 - bv_rel * position_preload)
-        ppv = 0.05 + 1.1 * deficit + 0.04 * depth + (0.02 if insufflated else 0.0) if ventilated else 0.03
+        ppv = (0.05 + 1.1 * deficit + 0.04 * depth + (0.02 if insufflated else 0.0)) if ventilated else 0.03
         map_filt += (map_ - map_filt) / 5.0
-        map_prev = map_
 
         # ---- the anaesthetist ----------------------------------------------------------------
         if t >= tl.induction_s and t < tl.aneend_s:
-            shown = map_prev + obs_noise[i]
+            shown = map_ + obs_noise[i]             # what the monitor shows now
             if doc.treats_hypotension and pending_at < 0 and t >= next_ok and shown < doc.trigger_mmhg:
                 pending_at = t + delays[n_delay % 64]
                 n_delay += 1

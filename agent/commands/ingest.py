@@ -8,13 +8,10 @@ observations, waveform chunks, patient context and events.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
 from agent.commands._common import broker_for, load_settings, setup_logging
-
-log = logging.getLogger(__name__)
 
 
 def _metrics_server(settings, metrics):
@@ -38,7 +35,7 @@ def _make_metrics():
     return Metrics()
 
 
-async def _serve(settings, make_server, start_broker_ok: bool) -> None:
+async def _serve(settings, make_server) -> None:
     from streams.broker import ensure_topics_async, kafka_client_kwargs
     from streams.hl7.ingest import HL7Ingest, KafkaSink
 
@@ -62,7 +59,7 @@ async def _serve(settings, make_server, start_broker_ok: bool) -> None:
 def _run(settings, make_server, start_broker: bool) -> None:
     with broker_for(settings, start_if_missing=start_broker) as s:
         try:
-            asyncio.run(_serve(s, make_server, start_broker))
+            asyncio.run(_serve(s, make_server))
         except KeyboardInterrupt:
             pass
 

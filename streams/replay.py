@@ -91,21 +91,29 @@ def classify_event(text: str) -> tuple[str, str, float | None, str | None]:
 
 
 def event_messages(rec: Recording, bed_id: str, shift_ns: int = 0) -> Iterator[ClinicalEvent]:
-    for t_s, text in rec.events:
+    """Clinical events in time order (recordings do not promise sorted event tracks)."""
+    for t_s, text in sorted(rec.events, key=lambda e: e[0]):
         kind, name, value, unit = classify_event(str(text))
         yield ClinicalEvent(bed_id=bed_id, t_ns=rec.start_ns + shift_ns + int(round(t_s * 1e9)), kind=kind,
                             name=name, value=value, unit=unit, text=str(text), source="replay")
 
 
+def _track_observations(rec: Recording, track: str, bed_id: str, shift_ns: int) -> Iterator[Observation]:
+    t_s, values = rec.numerics[track]
+    label = track.split("/")[-1]
+    unit = _unit(track)
+    for i in np.argsort(np.asarray(t_s), kind="stable"):
+        v = float(values[i])
+        if not np.isfinite(v):
+            continue
+        yield Observation(bed_id=bed_id, t_ns=rec.start_ns + shift_ns + int(round(float(t_s[i]) * 1e9)),
+                          code=track, label=label, value=v, unit=unit, source="replay")
+
+
 def observation_messages(rec: Recording, bed_id: str, shift_ns: int = 0) -> Iterator[Observation]:
-    for track, (t_s, values) in sorted(rec.numerics.items()):
-        label = track.split("/")[-1]
-        unit = _unit(track)
-        for t, v in zip(t_s, values):
-            if not np.isfinite(v):
-                continue
-            yield Observation(bed_id=bed_id, t_ns=rec.start_ns + shift_ns + int(round(float(t) * 1e9)),
-                              code=track, label=label, value=float(v), unit=unit, source="replay")
+    """Every numeric sample of every track, merged in time order."""
+    return heapq.merge(*(_track_observations(rec, track, bed_id, shift_ns) for track in sorted(rec.numerics)),
+                       key=lambda o: o.t_ns)
 
 
 def bed_messages(rec: Recording, bed_id: str, context: PatientContext | None = None,

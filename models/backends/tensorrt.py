@@ -124,7 +124,9 @@ class TensorRTBackend:
             tmp.write_bytes(plan)
             tmp.replace(plan_path)
         self.plan_path = plan_path
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+        self._logger = trt.Logger(trt.Logger.WARNING)       # runtime and logger outlive the engine
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise RuntimeError(f"tensorrt: could not deserialize {plan_path}")
         self.context = self.engine.create_execution_context()

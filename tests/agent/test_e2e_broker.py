@@ -80,32 +80,43 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 90.0) -> N
     raise AssertionError("agent never became ready")
 
 
-def test_replay_through_broker_equals_offline_and_alerts_in_time(demo_case, tmp_path):
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The embedded broker and one agent worker (baseline forecaster), shared by the module."""
+    tmp = tmp_path_factory.mktemp("stack")
+    web_port = free_port()
+    with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
+        s = Settings(engine_path=Path("none"), kafka_bootstrap_servers=broker.bootstrap)
+        ensure_topics(s)
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, IOHWATCH_WEB_PORT=str(web_port),
+                   IOHWATCH_ENGINE_PATH="none", IOHWATCH_DATA_DIR=str(tmp))
+        agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
+                                 stdout=open(tmp / "agent.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(web_port, agent)
+            yield {"settings": s, "env": env, "web_port": web_port, "agent": agent}
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+
+
+def _replay(stack, *args: str) -> None:
+    rc = subprocess.run([sys.executable, "-m", "agent.cli", "replay", *args, "--start", "original",
+                         "--speed", "0", "--no-progress"], env=stack["env"], timeout=120, capture_output=True)
+    assert rc.returncode == 0, rc.stderr.decode()
+
+
+def test_replay_through_broker_equals_offline_and_alerts_in_time(demo_case, stack):
     settings = Settings(engine_path=Path("none"))
     _, offline_iter = score_records(demo_case, settings, bed_id="OR-1")
     offline = [as_record(m) for m in offline_iter]
     truth = json.loads(demo_case.with_name("0001.truth.json").read_text())
 
-    web_port = free_port()
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        s = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap})
-        ensure_topics(s)
-        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, IOHWATCH_WEB_PORT=str(web_port),
-                   IOHWATCH_ENGINE_PATH="none", IOHWATCH_DATA_DIR=str(tmp_path))
-        agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
-                                 stdout=open(tmp_path / "agent.log", "wb"), stderr=subprocess.STDOUT)
-        try:
-            _wait_ready(web_port, agent)
-            rc = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(demo_case), "--speed", "0",
-                                 "--start", "original", "--no-progress"], env=env, timeout=120,
-                                capture_output=True)
-            assert rc.returncode == 0, rc.stderr.decode()
-            n_offline_fc = sum(r["type"] == "forecast" for r in offline)
-            streamed = asyncio.run(_collect(kafka_client_kwargs(s), idle_s=4.0, min_forecasts=n_offline_fc,
-                                            timeout_s=120))
-        finally:
-            agent.terminate()
-            agent.wait(timeout=30)
+    _replay(stack, str(demo_case), "--beds", "OR-1")
+    n_offline_fc = sum(r["type"] == "forecast" for r in offline)
+    streamed = [r for r in asyncio.run(_collect(kafka_client_kwargs(stack["settings"]), idle_s=4.0,
+                                                min_forecasts=n_offline_fc, timeout_s=120))
+                if r["bed_id"] == "OR-1"]
 
     # Identical forecasts and alerts, in the same order per type.
     for kind in ("forecast", "alert"):
@@ -132,3 +143,64 @@ def test_replay_through_broker_equals_offline_and_alerts_in_time(demo_case, tmp_
         flagged = [r for r in streamed if r["type"] == "forecast" and lo <= r["t_ns"] <= hi
                    and r["signal_quality"] == "artifact"]
         assert flagged, f"the {art['kind']} artifact was not flagged by the gate"
+
+
+def test_bad_input_goes_to_dead_letters_and_other_beds_keep_running(stack, real_abp_record):
+    """Garbage and truncated chunks, a chunk at another rate, a malformed observation: each is a
+    dead-letter record with the reason and the original bytes, and a healthy bed still gets
+    forecasts afterwards."""
+    import numpy as np
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from streams import chunk_codec
+    from streams.chunk_codec import WaveformChunk
+    from streams.contracts import DeadLetter, decode
+
+    good = chunk_codec.encode(WaveformChunk("OR-7", 1_790_000_000 * 10**9, 500.0,
+                                            np.full(500, 80.0, np.float32), 1))
+    wrong_rate = chunk_codec.encode(WaveformChunk("OR-7", 1_790_000_001 * 10**9, 125.0,
+                                                  np.full(125, 80.0, np.float32), 2))
+    bad = [("waveform.abp", b"not a chunk at all"), ("waveform.abp", good[:-7]),
+           ("waveform.abp", good), ("waveform.abp", wrong_rate),
+           ("observations", b'{"bed_id": "OR-7", "value": "high"}')]
+    kw = kafka_client_kwargs(stack["settings"])
+
+    async def send_and_read():
+        producer = AIOKafkaProducer(**kw, acks="all", enable_idempotence=False)
+        await producer.start()
+        try:
+            for topic, value in bad:
+                await (await producer.send(topic, value, key=b"OR-7"))
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        found: list[DeadLetter] = []
+        try:
+            tps = [TopicPartition(t, p) for t in ("dlq.waveform.abp", "dlq.observations")
+                   for p in sorted(consumer.partitions_for_topic(t) or {0})]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            deadline = time.monotonic() + 60
+            while len(found) < 4 and time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [decode(DeadLetter, r.value) for r in records]
+        finally:
+            await consumer.stop()
+        return found
+
+    found = asyncio.run(send_and_read())
+    reasons = sorted(d.reason.split(":")[0] for d in found)
+    assert reasons == ["contract", "decode", "decode", "rate_changed"], [d.reason for d in found]
+    assert {d.original() for d in found} == {b"not a chunk at all", good[:-7], wrong_rate,
+                                             b'{"bed_id": "OR-7", "value": "high"}'}
+    assert all(d.step in ("window", "numerics") and d.key == "OR-7" for d in found)
+
+    # The worker is still alive and serves other beds.
+    _replay(stack, str(real_abp_record), "--beds", "OR-9", "--wfdb-start", str(1_790_000_000 * 10**9))
+    after = asyncio.run(_collect(kw, idle_s=3.0, min_forecasts=1, timeout_s=60))
+    assert any(r["bed_id"] == "OR-9" and r["type"] == "forecast" for r in after)
+    assert stack["agent"].poll() is None
+    import urllib.request
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{stack['web_port']}/metrics").read().decode()
+    assert 'iohwatch_dead_letters_total{reason="decode",topic="waveform.abp"} 2.0' in metrics

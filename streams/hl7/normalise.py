@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -119,6 +120,31 @@ def parse_ts(value: str, default_tz: tzinfo = timezone.utc) -> int:
     se = int(s[12:14]) if len(s) >= 14 else 0
     dt = datetime(y, mo, d, h, mi, se, tzinfo=tz)  # ValueError on impossible dates
     return int(dt.timestamp()) * 1_000_000_000 + frac_ns
+
+
+def _samples(text: str, sep: str) -> tuple[np.ndarray, int]:
+    """``sep``-separated samples -> ((n,) float32 with NaN for empty fields, count of non-numbers)."""
+    n = text.count(sep) + 1
+    if text and text[0] != sep and text[-1] != sep and sep + sep not in text:
+        # Fast path: C parser. It stops early (with a DeprecationWarning) at anything that is
+        # not a number, which the length check catches.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                x = np.fromstring(text, dtype=np.float32, sep=sep)
+            except ValueError:
+                x = None
+        if x is not None and x.shape[0] == n:
+            return x, 0
+    x = np.full(n, np.nan, dtype=np.float32)
+    bad = 0
+    for i, s in enumerate(text.split(sep)):
+        if s:
+            try:
+                x[i] = float(s)
+            except ValueError:
+                bad += 1
+    return x, bad
 
 
 def _to_float(text: str) -> float:
@@ -336,20 +362,14 @@ class _Walk:
         if unit is None or unit.quantity != "pressure":
             self.reject("value", f"waveform {track.name}: unit {unit_field[:30]!r} is not a pressure unit", seg)
             return
-        parts = p.reps(p.get(seg, 5))[0].split(p.comp_sep)
-        bad = 0
-        try:  # fast path: every sample present and numeric
-            x = np.array(list(map(float, parts)), dtype=np.float32)  # (n,) mmHg
-        except ValueError:
-            x = np.full(len(parts), np.nan, dtype=np.float32)
-            for i, s in enumerate(parts):
-                if s:
-                    try:
-                        x[i] = float(s)
-                    except ValueError:
-                        bad += 1
-        if bad > MAX_BAD_SAMPLE_FRACTION * len(parts) or not np.isfinite(x).any():
-            self.reject("value", f"waveform {track.name}: {bad} of {len(parts)} samples are not numbers", seg)
+        text = p.reps(p.get(seg, 5))[0]
+        x, bad = _samples(text, p.comp_sep)  # (n,) mmHg, NaN where missing
+        infinite = np.isinf(x)
+        if infinite.any():  # "inf" or beyond float32: not a pressure
+            x[infinite] = np.nan
+            bad += int(infinite.sum())
+        if bad > MAX_BAD_SAMPLE_FRACTION * x.shape[0] or not np.isfinite(x).any():
+            self.reject("value", f"waveform {track.name}: {bad} of {x.shape[0]} samples are not numbers", seg)
             return
         if unit.factor != 1.0:
             x *= np.float32(unit.factor)

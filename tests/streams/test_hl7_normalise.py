@@ -218,3 +218,20 @@ def test_ingest_counts_in_agent_metrics():
     assert 'iohwatch_hl7_messages_total{outcome="duplicate"} 1.0' in text
     assert 'iohwatch_hl7_messages_total{outcome="rejected"} 1.0' in text
     assert 'iohwatch_dead_letters_total{reason="parse",topic="hl7.raw"} 1.0' in text
+
+
+def test_waveform_missing_and_bad_samples():
+    wave = samples.abp_wave(20)
+    msg = samples.pcd01_oru(wave_mmhg=wave).decode()
+    values = "^".join(f"{v:.1f}" for v in wave)
+    holes = values.replace(f"^{wave[3]:.1f}^", "^^", 1).replace(f"^{wave[7]:.1f}^", "^x^", 1)
+    holes = holes.replace(f"^{wave[9]:.1f}^", "^inf^", 1)
+    [chunk] = normalise(msg.replace(values, holes).encode()).chunks
+    assert chunk.n == 20 and int(np.isnan(chunk.samples).sum()) == 3
+    assert np.isnan(chunk.samples[[3, 7, 9]]).all()
+    mostly_bad = "^".join(["x"] * 10 + [f"{v:.1f}" for v in wave[10:]])
+    n = normalise(msg.replace(values, mostly_bad).encode())
+    assert not n.chunks and "10 of 20 samples are not numbers" in n.dead_letters[0].reason
+    kpa = msg.replace(f"|{values}|266016^MDC_DIM_MMHG^MDC", "|10^12|265987^MDC_DIM_KILO_PASCAL^MDC")
+    [chunk] = normalise(kpa.encode()).chunks
+    np.testing.assert_allclose(chunk.samples, [75.006, 90.007], atol=1e-2)

@@ -2,7 +2,7 @@
 
 ``bench_ingest`` builds ``n_messages`` distinct PCD-01 ORU^R01 messages (5 numerics, containment
 headers, one arterial-pressure waveform OBX of ``wave_samples`` samples) and measures, in this
-process (one core):
+process (one core), each the best (least CPU time) of ``repeats`` runs:
 
 * ``framing``: ``MLLPFramer`` over the framed byte stream fed in 64 KiB reads;
 * ``ingest``: the MLLP handler (``HL7Ingest.handle``: hot-path parse, validation,
@@ -35,48 +35,61 @@ def build_messages(n: int, wave_samples: int = 100, beds: int = 16) -> list[byte
     return out
 
 
+def _best_cpu_s(fn, repeats: int) -> float:
+    """Least CPU time of ``repeats`` runs (other processes on a shared machine only add time)."""
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        c0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - c0)
+    return best
+
+
 def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
 def bench_ingest(n_messages: int = 20_000, wave_samples: int = 100, broker: str | None = None,
-                 connections: int = 8) -> dict:
+                 connections: int = 8, repeats: int = 3) -> dict:
     from agent.hl7_stage import route
     from streams.hl7.ingest import HL7Ingest
     from streams.mllp import MLLPFramer, frame
 
     msgs = build_messages(n_messages, wave_samples)
     stream = b"".join(frame(m) for m in msgs)
-    result: dict = {"messages": n_messages, "wave_samples": wave_samples,
+    result: dict = {"messages": n_messages, "wave_samples": wave_samples, "repeats": repeats,
                     "mean_message_bytes": round(len(stream) / n_messages)}
 
-    framer = MLLPFramer()
-    c0, t0 = time.process_time(), time.perf_counter()
-    got = 0
-    for i in range(0, len(stream), 65536):
-        got += sum(1 for ev in framer.feed(stream[i:i + 65536]) if ev.kind == "frame")
-    framing_s = time.process_time() - c0
-    assert got == n_messages, f"framer returned {got} of {n_messages} frames"
+    t0 = time.perf_counter()
+
+    def framing() -> None:
+        framer, got = MLLPFramer(), 0
+        for i in range(0, len(stream), 65536):
+            got += sum(1 for ev in framer.feed(stream[i:i + 65536]) if ev.kind == "frame")
+        assert got == n_messages, f"framer returned {got} of {n_messages} frames"
 
     async def nothing(topic, key, value):
         return None
 
-    ingest = HL7Ingest(nothing)
+    def ingest_all() -> None:
+        ingest = HL7Ingest(nothing)
 
-    async def run_ingest():
-        for m in msgs:
-            await ingest.handle(m)
+        async def run():
+            for m in msgs:
+                await ingest.handle(m)
 
-    c0 = time.process_time()
-    asyncio.run(run_ingest())
-    ingest_s = time.process_time() - c0
-    assert ingest.metrics.counts.messages.get("accepted") == n_messages, ingest.metrics.counts.messages
+        asyncio.run(run())
+        assert ingest.metrics.counts.messages.get("accepted") == n_messages, ingest.metrics.counts.messages
 
-    c0 = time.process_time()
-    records = 0
-    for m in msgs:
-        records += len(route(m))
-    parse_s = time.process_time() - c0
+    records = []
+
+    def parse_all() -> None:
+        records.append(sum(len(route(m)) for m in msgs))
+
+    framing_s = _best_cpu_s(framing, repeats)
+    ingest_s = _best_cpu_s(ingest_all, repeats)
+    parse_s = _best_cpu_s(parse_all, repeats)
+    records = records[0]
     wall_s = time.perf_counter() - t0
 
     result.update({

@@ -4,7 +4,11 @@
 
 1. light validation on the hot-path parser: an MSH with usable encoding characters, MSH-9
    (message type), MSH-10 (control id), a v2 version in MSH-12, and a bed in PV1-3; a failure
-   answers AR/AE with an ERR segment and the reason, and writes a dead letter to ``dlq.hl7``;
+   answers AR/AE with an ERR segment and the reason, and writes a dead letter to ``dlq.hl7``.
+   Exception: an ADT message without a bed (a hospital-wide feed also carries patients who
+   are in no OR bed) is written to ``dlq.hl7`` and answered AA once that write is acknowledged,
+   so the feed never stalls on it; message types the parse stage does not use are accepted
+   and dead-lettered there, for the same reason;
 2. duplicates: a message whose (MSH-3, MSH-4, MSH-10, MSH-7) was written recently (bounded LRU of
    ``hl7_dedup_window`` ids) is answered AA again without writing it a second time; an id is
    remembered only after the broker acknowledged it, and a copy that arrives while the first is
@@ -119,8 +123,10 @@ class HL7Ingest:
             return build.ack("AA", control_id, **hdr)
         bed = bed_id_of(p)
         if bed is None:
-            return await self._reject("AE", control_id, hdr, "PV1-3 (assigned patient location) is empty: "
-                                      "no bed to key the message by", build.ERR_REQUIRED_MISSING, message,
+            reason = "PV1-3 (assigned patient location) is empty: no bed to key the message by"
+            if mtype == "ADT":
+                return await self._park(control_id, hdr, reason, message, key)
+            return await self._reject("AE", control_id, hdr, reason, build.ERR_REQUIRED_MISSING, message,
                                       "unknown_bed")
         done = asyncio.get_running_loop().create_future()
         self._inflight[key] = done
@@ -134,9 +140,7 @@ class HL7Ingest:
             return build.ack("AE", control_id, reason=reason, error=build.ERR_INTERNAL, **hdr)
         else:
             if self.dedup_window:
-                self._seen[key] = None
-                if len(self._seen) > self.dedup_window:
-                    self._seen.popitem(last=False)
+                self._remember(key)
         finally:
             del self._inflight[key]
             done.set_result(None)
@@ -160,6 +164,27 @@ class HL7Ingest:
             pass
         return await self._reject("AR", control_id, hdr, what, build.ERR_INTERNAL, ev.data,
                                   "oversize" if ev.kind == "oversize" else "decode")
+
+    async def _park(self, control_id, hdr, reason, raw, key) -> bytes:
+        """ADT without a bed: dead-letter it durably, then AA (see the module docstring)."""
+        dl = DeadLetter.of(HL7_RAW.name, STEP, reason, raw)
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                await self.send(DLQ_HL7.name, b"", dl.dumps())
+        except Exception as exc:
+            self.metrics.message("error")
+            return build.ack("AE", control_id, reason=f"dead letter not written: {type(exc).__name__} {exc}",
+                             error=build.ERR_INTERNAL, **hdr)
+        self.metrics.message("rejected")
+        self.metrics.dead_letter("unknown_bed")
+        if self.dedup_window:
+            self._remember(key)
+        return build.ack("AA", control_id, **hdr)
+
+    def _remember(self, key) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self.dedup_window:
+            self._seen.popitem(last=False)
 
     async def _reject(self, code, control_id, hdr, reason, error, raw, reason_class) -> bytes:
         self.metrics.message("rejected")

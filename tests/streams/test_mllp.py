@@ -247,3 +247,21 @@ def test_write_failure_answers_ae_and_retry_is_written():
         assert ack_code(second) == ("AA", "C000009") and calls == ["hl7.raw", "hl7.raw"]
 
     asyncio.run(main())
+
+
+def test_adt_without_bed_is_dead_lettered_and_acknowledged():
+    async def main():
+        sink = MemorySink()
+        ingest, server = await _serve(sink)
+        try:
+            adt = samples.adt("A08", bed="", control_id="ADTX")
+            acks = await send_and_wait_ack("127.0.0.1", server.port, [adt, adt])
+            assert [ack_code(a) for a in acks] == [("AA", "ADTX"), ("AA", "ADTX")]
+            assert raw_records(sink) == []
+            dlq = [r for r in sink.records if r[0] == "dlq.hl7"]
+            assert len(dlq) == 1 and b"PV1-3" in dlq[0][2]
+            assert ingest.metrics.counts.messages == {"rejected": 1, "duplicate": 1}
+        finally:
+            await server.close()
+
+    asyncio.run(main())

@@ -161,7 +161,11 @@ def load_forecaster(settings, text_encoder=None):
         return _baseline(settings, f"engine {path} failed to load: {type(exc).__name__}: {exc}")
     if text_encoder is None:
         from models.text import TextEncoder
-        text_encoder = TextEncoder(text_tokens=manifest.text["tokens"])
+        try:
+            text_encoder = TextEncoder(text_tokens=manifest.text["tokens"]).warm()
+        except Exception as exc:   # the engine still runs, with its learned "missing text" token
+            log.warning("forecaster: MiniLM text encoder unavailable, context not used: %s", exc)
+            text_encoder = None
     log.info("forecaster: %s %s on %s (%s)", manifest.forecaster, manifest.version, engine.backend,
              ", ".join(engine.providers))
     return EngineForecaster(engine, text_encoder, settings, max_batch=max(settings.microbatch_max_size, 1))

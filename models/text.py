@@ -129,6 +129,12 @@ class TextEncoder:
         if self._threads:
             torch.set_num_threads(self._threads)
 
+    def warm(self) -> "TextEncoder":
+        """Load MiniLM now (seconds) so the first patient does not stall a forecast batch."""
+        if self._model is None:
+            self._load()
+        return self
+
     def encode_text(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             hit = self._cache.get(text)

@@ -110,23 +110,38 @@ def _window_rows(values: np.ndarray, rows: np.ndarray, n: int, fill) -> np.ndarr
 
 
 def _latest_numerics(numerics: dict, labels: tuple[str, ...], start_ns: int, t_ns: np.ndarray) -> np.ndarray:
-    """(S, F) latest value of each label at or before t (at most NUMERIC_MAX_AGE_S old), NaN otherwise."""
-    out = np.full((t_ns.size, len(labels)), np.nan, dtype=np.float32)
+    """(S, F) latest value of each label at or before t (at most NUMERIC_MAX_AGE_S old), NaN otherwise.
+
+    Track names are reduced to their label (``Solar8000/PLETH_SPO2`` -> ``PLETH_SPO2``) as the replay
+    does, and each model label takes the first of its spellings that has a value, exactly as
+    ``models.forecaster.numerics_vector`` does for the agent.
+    """
+    from models.forecaster import _NUMERIC_ALIASES
+
     by_label: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for track, (ts, vs) in numerics.items():
         label = track.split("/")[-1]
-        if label in labels and label not in by_label:
-            ok = np.isfinite(vs)
+        ok = np.isfinite(vs)
+        if label not in by_label and ok.any():
             by_label[label] = (start_ns + np.round(np.asarray(ts)[ok] * 1e9).astype(np.int64), np.asarray(vs)[ok])
-    for j, label in enumerate(labels):
-        if label not in by_label or by_label[label][0].size == 0:
-            continue
+
+    def latest(label: str) -> np.ndarray:
+        vals = np.full(t_ns.size, np.nan)
+        if label not in by_label:
+            return vals
         tt, vv = by_label[label]
         i = np.searchsorted(tt, t_ns, side="right") - 1               # last reading <= t
-        has = i >= 0
         ii = np.maximum(i, 0)
-        fresh = has & (t_ns - tt[ii] <= NUMERIC_MAX_AGE_S * 1e9)
-        out[fresh, j] = vv[ii[fresh]]
+        fresh = (i >= 0) & (t_ns - tt[ii] <= NUMERIC_MAX_AGE_S * 1e9)
+        vals[fresh] = vv[ii[fresh]]
+        return vals
+
+    out = np.full((t_ns.size, len(labels)), np.nan, dtype=np.float32)
+    for j, label in enumerate(labels):
+        for alias in _NUMERIC_ALIASES.get(label, (label,)):
+            v = latest(alias)
+            fill = np.isnan(out[:, j]) & np.isfinite(v)
+            out[fill, j] = v[fill]
     return out
 
 

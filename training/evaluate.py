@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streams.signal.cells import LEAD_OUT_S
 from training import baselines as B
 from training import metrics as M
 from training.batches import build_text_table, forecaster_inputs
@@ -74,14 +75,20 @@ def _events(split) -> M.EventTable:
 
 
 def evaluate(cohort: Path, run: Path, out: Path, target_fa_per_h: float = 1.0, n_boot: int = 200,
-             seed: int = 0, plots: bool = True) -> dict:
+             seed: int = 0, plots: bool = True, dev_cohort: Path | None = None) -> dict:
+    """Test split of ``cohort``; dev (thresholds) and train (HPI statistics) splits of
+    ``dev_cohort`` (default: the same cohort; for a held-out cohort, the training cohort)."""
     cohort, run, out = Path(cohort), Path(run), Path(out)
+    dev_cohort = Path(dev_cohort) if dev_cohort else cohort
     out.mkdir(parents=True, exist_ok=True)
     meta = load_meta(cohort)
     spec = meta["spec"]
+    dev_spec = load_meta(dev_cohort)["spec"]
+    if dev_spec != spec:
+        raise ValueError(f"evaluate: cohorts {cohort} and {dev_cohort} were built with different settings")
     horizons = list(spec["horizons_min"])
     grid_s, stride_s = float(spec["grid_s"]), float(spec["stride_s"])
-    test, dev, train = load_split(cohort, "test"), load_split(cohort, "dev"), load_split(cohort, "train")
+    test, dev, train = load_split(cohort, "test"), load_split(dev_cohort, "dev"), load_split(dev_cohort, "train")
     if len(test) == 0 or len(dev) == 0:
         raise ValueError(f"evaluate: cohort {cohort} has an empty test ({len(test)}) or dev ({len(dev)}) split")
     engine_dir = run / "engine" if (run / "engine").is_dir() else run
@@ -89,7 +96,10 @@ def evaluate(cohort: Path, run: Path, out: Path, target_fa_per_h: float = 1.0, n
     if manifest.get("training_data_hash") and manifest["training_data_hash"] != meta["data_hash"]:
         log.warning("evaluate: engine trained on cohort %s, evaluating on cohort %s (held-out cohort)",
                     manifest["training_data_hash"][:12], meta["data_hash"][:12])
-    cases = [c for c in load_cases(cohort) if c["split"] in ("dev", "test")]
+    cases = [c for c in load_cases(cohort) if c["split"] == "test"]
+    cases += [c for c in load_cases(dev_cohort) if c["split"] == "dev"]
+    seen = set()
+    cases = [c for c in cases if not (c["caseid"] in seen or seen.add(c["caseid"]))]
     from models.configs import ModelConfig
 
     mcfg = ModelConfig.from_dict(manifest["config"])
@@ -107,6 +117,7 @@ def evaluate(cohort: Path, run: Path, out: Path, target_fa_per_h: float = 1.0, n
         scores[name] = s
 
     report = {"cohort": str(cohort), "cohort_data_hash": meta["data_hash"], "run": str(run),
+              "dev_cohort": str(dev_cohort),
               "engine_version": manifest.get("version"), "engine_training_data_hash": manifest.get("training_data_hash"),
               "target_false_alarms_per_h": target_fa_per_h, "n_boot": n_boot, "stride_s": stride_s,
               "test": {"cases": int(np.unique(test["caseid"]).size), "subjects": int(np.unique(test["subjectid"]).size),
@@ -135,7 +146,7 @@ def evaluate(cohort: Path, run: Path, out: Path, target_fa_per_h: float = 1.0, n
                 y_d, sd, case_d, t_d, stride_s, target_fa_per_h, rearm_s)
             op = M.operating_point(y_t, st, thr, case_t, t_t, stride_s, rearm_s)
             op["dev_false_alarms_per_h"] = M.false_alarms_per_hour(y_d, sd >= thr, case_d, t_d, stride_s, rearm_s)
-            ev = M.event_alarms(_events(test), y_t, st >= thr, case_t, t_t, rearm_s)
+            ev = M.event_alarms(_events(test), y_t, st >= thr, case_t, t_t, rearm_s, decision_delay_s=LEAD_OUT_S)
             op.update({k: v for k, v in ev.items()})
             r["operating_point"] = op
             # sensitivity against false alarms per hour (test), over thresholds

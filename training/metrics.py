@@ -167,8 +167,13 @@ class EventTable:
     end_ns: np.ndarray      # (n_events,) end of the last low cell
 
 
-def event_alarms(events: EventTable, y, alarm, case, t_ns, horizon_s: float) -> dict:
-    """Event-level sensitivity and lead times (minutes) for one horizon."""
+def event_alarms(events: EventTable, y, alarm, case, t_ns, horizon_s: float, decision_delay_s: float = 0.0) -> dict:
+    """Event-level sensitivity and lead times (minutes) for one horizon.
+
+    ``decision_delay_s``: how long after the end of its last cell a sample is decided (the agent
+    waits for the lead-out of the cell); a sample belongs to an event when its last cell ended
+    at or before the onset. Lead time = onset - decision time, floored at 0.
+    """
     y = np.asarray(y)
     alarm = np.asarray(alarm, dtype=bool)
     leads, n_eligible, n_detected = [], 0, 0
@@ -181,14 +186,15 @@ def event_alarms(events: EventTable, y, alarm, case, t_ns, horizon_s: float) -> 
         prev_end = -np.inf
         for e in ev:
             on = events.onset_ns[e]
-            w = (tc >= max(on - h_ns, prev_end)) & (tc <= on) & (yc == 1)
+            t_obs = tc - decision_delay_s * 1e9
+            w = (t_obs >= max(on - h_ns, prev_end)) & (t_obs <= on) & (yc == 1)
             prev_end = events.end_ns[e]
             if not w.any():
                 continue
             n_eligible += 1
             if (ac & w).any():
                 n_detected += 1
-                leads.append((on - tc[ac & w].min()) / 60e9)
+                leads.append(max(0.0, (on - tc[ac & w].min()) / 60e9))
     leads_a = np.asarray(leads, dtype=np.float64)
     return {
         "events": int(n_eligible),

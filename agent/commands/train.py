@@ -19,8 +19,12 @@ from agent.commands._common import load_settings, setup_logging
 @click.option("--max-minutes", type=float, default=None, help="Wall-clock budget for the training stages.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation and sampling.")
 @click.option("--epochs", type=int, default=None, help="Override the fine-tuning epochs of the config.")
+@click.option("--diffusion-steps", type=int, default=None, help="Override the MTRDA diffusion training steps.")
+@click.option("--samples-per-epoch", type=int, default=None,
+              help="Override the most training samples drawn per fine-tuning epoch.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-def train(cohort, config, out, resume, max_minutes, seed, epochs, threads) -> None:
+def train(cohort, config, out, resume, max_minutes, seed, epochs, diffusion_steps, samples_per_epoch,
+          threads) -> None:
     """Augment (MTRDA), pretrain (masked patches + masked global alignment), fine-tune with LoRA,
     early-stop on dev AUPRC, calibrate on dev, and export engines to OUT/engine."""
     settings = load_settings()
@@ -33,7 +37,8 @@ def train(cohort, config, out, resume, max_minutes, seed, epochs, threads) -> No
 
     if threads:
         torch.set_num_threads(threads)
-    ts = TrainSettings.for_config(config, seed=seed, max_minutes=max_minutes, finetune_epochs=epochs)
+    ts = TrainSettings.for_config(config, seed=seed, max_minutes=max_minutes, finetune_epochs=epochs,
+                                  diffusion_steps=diffusion_steps, max_samples_per_epoch=samples_per_epoch)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("train", total=None)
 

@@ -118,3 +118,17 @@ def test_empty_split_is_reported(recordings, tmp_path):
     meta = build_cohort(d, clinical, tmp_path / "c", split=(1.0, 0.0, 0.0), spec=CohortSpec())
     assert meta["summary"]["empty_splits"] == ["dev", "test"]
     assert len(load_split(tmp_path / "c", "dev")) == 0
+
+
+def test_latest_numerics_no_look_ahead_aliases_and_age():
+    from training.cohort import _latest_numerics
+
+    n = {"Solar8000/PLETH_SPO2": (np.array([0.0, 10.0]), np.array([97.0, 95.0])),
+         "Solar8000/HR": (np.array([5.0]), np.array([70.0])),
+         "Solar8000/PLETH_HR": (np.array([1.0]), np.array([71.0]))}
+    t = np.array([0, 2e9, 6e9, 11e9, 700e9]).astype(np.int64)
+    out = _latest_numerics(n, ("HR", "SPO2", "BT"), 0, t)
+    assert np.isnan(out[0, 0]) and out[1, 0] == 71.0 and out[2, 0] == 70.0   # HR first, PLETH_HR as fallback
+    assert out[2, 1] == 97.0 and out[3, 1] == 95.0                           # SPO2 from PLETH_SPO2
+    assert np.isnan(out[4]).all()                                            # older than 10 min
+    assert np.isnan(out[:, 2]).all()

@@ -80,6 +80,9 @@ def _scale(slot: str, v: float) -> float:
     raise KeyError(slot)
 
 
+scale_feature = _scale   # public name (training scales features the same way)
+
+
 def name_id(name: str | None) -> int:
     if not name:
         return _NAME_ID["none"]

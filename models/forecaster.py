@@ -31,6 +31,7 @@ DEFAULT_ENGINE_DIR = Path(__file__).resolve().parent / "default"
 _NUMERIC_ALIASES = {"SPO2": ("SPO2", "SpO2", "PLETH_SPO2"), "HR": ("HR", "PLETH_HR"),
                     "NIBP_SBP": ("NIBP_SBP",), "NIBP_DBP": ("NIBP_DBP",), "NIBP_MBP": ("NIBP_MBP", "NIBP_MEAN"),
                     "RR": ("RR", "RR_CO2", "VENT_RR"), "ETCO2": ("ETCO2",), "BT": ("BT", "TEMP")}
+NUMERIC_ALIASES = _NUMERIC_ALIASES   # public name (training builds the same vectors)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

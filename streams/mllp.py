@@ -136,6 +136,11 @@ class MLLPFramer:
         return ev
 
 
+def _drain(q: asyncio.Queue) -> None:
+    while not q.empty():
+        q.get_nowait()
+
+
 Handler = Callable[[bytes], Awaitable[bytes]]
 Reject = Callable[[FrameEvent], Awaitable[bytes | None]]
 
@@ -212,12 +217,17 @@ class MLLPServer:
         framer = MLLPFramer(self.max_frame_bytes)
         acks: asyncio.Queue = asyncio.Queue(maxsize=self.max_inflight_per_connection)
         ack_writer = asyncio.create_task(self._write_acks(acks, writer))
+        # If writing fails (the client reset the connection), empty the queue so a read loop
+        # blocked on a full queue wakes up and ends; queued handlers still run to completion.
+        ack_writer.add_done_callback(lambda _t: _drain(acks))
         try:
             while not ack_writer.done():
                 data = await reader.read(self.read_bytes)
                 if not data:
                     break
                 for ev in framer.feed(data):
+                    if ack_writer.done():
+                        break
                     await self._dispatch(ev, acks)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("MLLP client %s: %s", peer, exc)

@@ -265,3 +265,34 @@ def test_adt_without_bed_is_dead_lettered_and_acknowledged():
             await server.close()
 
     asyncio.run(main())
+
+
+def test_client_reset_with_a_full_pipeline_frees_the_connection():
+    import socket
+    import struct
+
+    async def main():
+        sink = MemorySink()
+        sink.gate = asyncio.Event()
+        ingest, server = await _serve(sink, max_inflight_per_connection=4, max_inflight=64)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"".join(frame(msg(i)) for i in range(100)))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+            writer.close()
+            await asyncio.sleep(0.1)
+            sink.gate.set()
+            for _ in range(200):
+                if server.stats.open_connections == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert server.stats.open_connections == 0
+            acks = await send_and_wait_ack("127.0.0.1", server.port, [msg(1000)])
+            assert ack_code(acks[0])[0] == "AA"
+        finally:
+            await server.close()
+
+    asyncio.run(main())

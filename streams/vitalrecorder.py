@@ -56,7 +56,7 @@ class VitalRecorderServer:
         import socketio
         from aiohttp import web
 
-        sio = socketio.AsyncServer(async_mode="aiohttp", async_handlers=False, cors_allowed_origins="*",
+        sio = socketio.AsyncServer(async_mode="aiohttp", async_handlers=False,
                                    max_http_buffer_size=self.max_payload_bytes)
         app = web.Application()
         sio.attach(app)

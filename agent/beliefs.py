@@ -98,6 +98,10 @@ class BeliefTracker:
         st = self._beds.get(bed_id)
         return 0 if st is None else int(st.past_kv.shape[4])
 
+    def memory_bytes(self) -> int:
+        """Bytes held by all beds' KV caches (bounded by max_beds x dec_max_tokens)."""
+        return sum(st.past_kv.nbytes for st in self._beds.values())
+
     def forget(self, bed_id: str) -> None:
         self._beds.pop(bed_id, None)
 

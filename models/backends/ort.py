@@ -37,7 +37,7 @@ class OrtBackend:
             if p == "TensorrtExecutionProvider":
                 cache = Path(directory) / "trt_cache"
                 cache.mkdir(exist_ok=True)
-                provider_options.append({"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                provider_options.append({"trt_fp16_enable": precision == "fp16", "trt_engine_cache_enable": True,
                                          "trt_engine_cache_path": str(cache)})
             else:
                 provider_options.append({})

@@ -170,3 +170,5 @@ def test_tracker_is_bounded(tiny_engine_dir):
     for bed in ("OR-2", "OR-3"):
         tracker.update(bed, events[0])
     assert len(tracker) == 2 and tracker.evictions == 1 and tracker.cache_tokens("OR-1") == 0
+    L, nh, hs = cfg.dec_layer, cfg.dec_head, cfg.dec_embd // cfg.dec_head
+    assert tracker.memory_bytes() <= 2 * L * 2 * nh * cfg.dec_max_tokens * hs * 4

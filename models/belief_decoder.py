@@ -17,7 +17,6 @@ and are merged before export (``merge_lora``).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -104,6 +103,3 @@ def merge_lora(model) -> BeliefDecoder:
         return model.merge_and_unload()
     return model
 
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))

@@ -6,7 +6,6 @@ different matmul shapes); ONNX Runtime steps vs eager full sequence <= 1e-4.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

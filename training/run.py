@@ -170,11 +170,14 @@ class Run:
         self.log(phase="augment", ioh_rich_windows=int(rich.size), train_samples=len(tr))
         aug = {"source": np.zeros(0, np.int64), "map_mmhg": np.zeros((0, self.cfg.n_cells), np.float32),
                "valid": np.zeros((0, self.cfg.n_cells), bool), "rich": rich}
-        if rich.size >= 8:
-            m = np.asarray(tr["map_mmhg"][rich])
-            v = np.asarray(tr["valid"][rich])
+        m = np.asarray(tr["map_mmhg"][rich])
+        v = np.asarray(tr["valid"][rich])
+        keep = v.mean(1) >= 0.5                          # residuals of windows at least half valid
+        if keep.sum() < 8:
+            self.log(phase="augment", skipped=f"only {int(keep.sum())} IOH-rich windows are at least half "
+                                              "valid (need 8); no MTRDA windows generated")
+        else:
             _, resid = decompose(m, v)
-            keep = v.mean(1) >= 0.8                      # residuals of mostly-valid windows only
             dm = ResidualDiffusion(seed=self.ts.seed)
             losses = dm.fit(resid[keep], steps=self.ts.diffusion_steps,
                             log=lambda s, l: self.progress("augment", s, self.ts.diffusion_steps))

@@ -43,10 +43,10 @@ class TrainSettings:
     batch: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
-    diffusion_steps: int = 600
+    diffusion_steps: int = 400
     aug_factor: float = 0.5            # MTRDA windows per IOH-rich window
     pretrain_epochs: int = 1
-    max_pretrain_windows: int = 3000
+    max_pretrain_windows: int = 2000
     finetune_epochs: int = 8
     patience: int = 2                  # epochs without dev AUPRC gain before stopping
     neg_per_pos: float = 3.0           # negatives drawn per positive in each training epoch

@@ -70,6 +70,13 @@ class EngineForecaster:
         self._needs = {s.name for s in engine.inputs}
         self.last_inference_ms: float | None = None
 
+    def prepare_context(self, context) -> None:
+        """Encode a patient's description now (tens to hundreds of ms on CPU, once per patient),
+        so the forecast batch that first sees this patient finds it cached. Call it off the event
+        loop when a ``PatientContext`` arrives; ``predict`` encodes on a cache miss regardless."""
+        if self.text_encoder is not None and context is not None:
+            self.text_encoder.encode(context)
+
     def inputs(self, batch: Sequence[ForecastInput]) -> dict[str, np.ndarray]:
         """The engine's input arrays for ``batch`` (B = len(batch))."""
         m = self.engine.manifest

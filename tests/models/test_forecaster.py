@@ -59,6 +59,16 @@ def test_predict_batch_shapes_and_drivers(forecaster):
         assert max(abs(a.risk[h] - b.risk[h]) for h in (5, 10, 15)) < 1e-5
 
 
+def test_prepare_context_fills_the_cache(forecaster):
+    ctx = PatientContext(bed_id="OR-5", t_ns=0, episode_id="e5", age=55, sex="F", asa=2, emop=0)
+    misses = forecaster.text_encoder.misses
+    forecaster.prepare_context(ctx)
+    assert forecaster.text_encoder.misses == misses + 1
+    hits = forecaster.text_encoder.hits
+    forecaster.predict([_input(5, context=ctx)])
+    assert forecaster.text_encoder.hits == hits + 1 and forecaster.text_encoder.misses == misses + 1
+
+
 def test_context_and_waveform_change_the_forecast(forecaster):
     ctx = PatientContext(bed_id="OR-1", t_ns=0, episode_id="e", age=80, sex="M", asa=4, emop=1)
     a, b, c = forecaster.predict([_input(1), _input(1, context=ctx), _input(1, with_wave=False)])

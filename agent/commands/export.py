@@ -25,14 +25,17 @@ def export(out_dir: Path, checkpoint: str | None, config_name: str, fp16: bool, 
     from agent.settings import Settings
     from models.configs import get_config
     from models.export import export_engines
-    from models.manifest import check_compatible
+    from models.manifest import EngineMismatch, check_compatible
 
     settings = Settings()
     cfg = get_config(config_name, grid_s=settings.map_grid_s, window_s=settings.map_window_s,
                      patch_s=settings.patch_s, wave_window_s=settings.wave_window_s,
                      wave_fs_hz=settings.model_fs_hz, horizons_min=tuple(settings.horizons_min))
     manifest = export_engines(out_dir, cfg, checkpoint=checkpoint, fp16=fp16, gpt2_path=gpt2_path)
-    check_compatible(manifest, settings)
+    try:
+        check_compatible(manifest, settings)
+    except EngineMismatch as exc:   # a checkpoint carries its own geometry; the agent would refuse it
+        click.echo(f"warning: the agent with the current settings will refuse this engine: {exc}", err=True)
     state = "trained" if manifest.trained else "untrained (random init)"
     click.echo(f"wrote {len(manifest.models)} models to {out_dir} [{manifest.version}, {state}, "
                f"config {manifest.config['name']}]")

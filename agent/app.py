@@ -146,35 +146,29 @@ def build_app(rt: Runtime):
             if res.ticks:
                 await batcher.submit(res.ticks)
 
-    @app.agent(t_obs, name="numerics")
-    async def numerics(stream):
+    async def decoded(stream, model, source: str, step: str):
+        """Messages of ``model`` from a JSON topic; anything that does not match the contract
+        goes to the dead-letter topic with the reason."""
         async for event in stream.events():
             try:
-                obs = decode(Observation, event.value)
+                yield event, decode(model, event.value)
             except ContractError as exc:
-                await dead_letter(topics.OBSERVATIONS.name, "numerics", "contract", str(exc), event.value, event.key)
-                continue
+                await dead_letter(source, step, "contract", str(exc), event.value, event.key)
+
+    @app.agent(t_obs, name="numerics")
+    async def numerics(stream):
+        async for _, obs in decoded(stream, Observation, topics.OBSERVATIONS.name, "numerics"):
             rt.bed(obs.bed_id).add_observation(obs)
 
     @app.agent(t_pat, name="context")
     async def context(stream):
-        async for event in stream.events():
-            try:
-                ctx = decode(PatientContext, event.value)
-            except ContractError as exc:
-                await dead_letter(topics.PATIENTS.name, "context", "contract", str(exc), event.value, event.key)
-                continue
+        async for _, ctx in decoded(stream, PatientContext, topics.PATIENTS.name, "context"):
             for a in rt.bed(ctx.bed_id).set_context(ctx):
                 await publish_alert(a)
 
     @app.agent(t_evt, name="beliefs")
     async def beliefs(stream):
-        async for event in stream.events():
-            try:
-                ev = decode(ClinicalEvent, event.value)
-            except ContractError as exc:
-                await dead_letter(topics.EVENTS.name, "beliefs", "contract", str(exc), event.value, event.key)
-                continue
+        async for event, ev in decoded(stream, ClinicalEvent, topics.EVENTS.name, "beliefs"):
             if rt.beliefs is None:
                 continue
             try:

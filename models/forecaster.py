@@ -145,7 +145,9 @@ def resolve_engine_dir(settings) -> Path | None:
     path = settings.engine_path
     if path is not None and str(path).strip().lower() == "none":
         return None
-    return Path(path) if path is not None else DEFAULT_ENGINE_DIR
+    if path is None or str(path).strip() in ("", "."):     # IOHWATCH_ENGINE_PATH= (empty) parses as "."
+        return DEFAULT_ENGINE_DIR
+    return Path(path)
 
 
 def load_forecaster(settings, text_encoder=None):
@@ -157,7 +159,7 @@ def load_forecaster(settings, text_encoder=None):
     if path is None:
         return _baseline(settings, "no engine configured (IOHWATCH_ENGINE_PATH=none)")
     if not (path / "manifest.json").exists():
-        what = "shipped default engine" if settings.engine_path is None else "engine"
+        what = "shipped default engine" if path == DEFAULT_ENGINE_DIR else "engine"
         return _baseline(settings, f"{what} not found: no manifest.json in {path}")
     try:
         manifest = load_manifest(path)

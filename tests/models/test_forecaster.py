@@ -144,6 +144,8 @@ def test_load_forecaster_default_dir_absent(tmp_path, monkeypatch):
     monkeypatch.setattr(fc, "DEFAULT_ENGINE_DIR", tmp_path / "default")
     f = fc.load_forecaster(Settings())
     assert isinstance(f, BaselineForecaster) and "shipped default engine not found" in f.fallback_reason
+    monkeypatch.setenv("IOHWATCH_ENGINE_PATH", "")
+    assert fc.resolve_engine_dir(Settings()) == tmp_path / "default"
 
 
 def test_load_forecaster_falls_back_on_broken_engine(tmp_path, tiny_engine_dir):

@@ -235,8 +235,8 @@ class Run:
                 if self.over_budget():
                     break
             self.state["epoch"] = ep + 1
-            self.log(phase="pretrain", epoch=ep, batches=nb, **{k: v / max(nb, 1) for k, v in parts_sum.items()})
             self.save_state()
+            self.log(phase="pretrain", epoch=ep, batches=nb, **{k: v / max(nb, 1) for k, v in parts_sum.items()})
         self._wrap_lora()
         self._make_opt()
         self.state.update(phase="finetune", epoch=0)
@@ -333,10 +333,10 @@ class Run:
             else:
                 self.state["bad_epochs"] += 1
             self.state["epoch"] = ep + 1
+            self.save_state()      # before the log line: a logged epoch is always in the checkpoint
             self.log(phase="finetune", epoch=ep, batches=nb, samples=int(rows.size),
                      **{k: v / max(nb, 1) for k, v in sums.items()},
                      **{f"dev_{k}": v for k, v in dm.items()}, best=improved)
-            self.save_state()
         if self.state["bad_epochs"] >= self.ts.patience:
             self.state["stopped"] = f"early stop: no dev AUPRC gain for {self.ts.patience} epochs"
         self.log(phase="finetune", done=True, best_dev_auprc_mean=self.state["best"],

@@ -91,6 +91,7 @@ class BaselineForecaster:
     version: str = "1"
     backend: str = "numpy"
     fallback_reason: str | None = None
+    needs_wave: bool = False  # the pipeline skips resampling the waveform window for it
 
     def predict(self, batch: Sequence[ForecastInput]) -> list[ForecastOutput]:
         out = []

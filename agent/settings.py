@@ -62,6 +62,9 @@ class Settings(BaseSettings):
                                      description="consumer group session timeout")
     heartbeat_s: float = Field(1.0, gt=0, validation_alias=_env("heartbeat_s"),
                                description="consumer heartbeat interval")
+    fetch_max_wait_ms: int = Field(
+        20, ge=1, le=5000, validation_alias=_env("fetch_max_wait_ms"),
+        description="longest a fetch waits for data; Tansu answers only when it expires, so keep it short there")
 
     # --- signal path -------------------------------------------------------------------------
     map_grid_s: float = Field(3.0, gt=0, validation_alias=_env("map_grid_s"),

@@ -54,7 +54,8 @@ async def _run_load(client_kwargs: dict, waves: list[np.ndarray], beds: int, war
 
     n = int(fs_hz)
     producer = AIOKafkaProducer(**client_kwargs, acks="all", linger_ms=5, enable_idempotence=False)
-    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=20)  # Tansu holds a fetch for the full wait
     await producer.start()
     await consumer.start()
     parts = consumer.partitions_for_topic(FORECASTS.name) or {0}
@@ -87,45 +88,57 @@ async def _run_load(client_kwargs: dict, waves: list[np.ndarray], beds: int, war
                         lat_agent.append((fc["issued_wall_ns"] - src) / 1e6)
                         lat_e2e.append((now - src) / 1e6)
 
-    async def send_second(sec: int) -> list:
-        futs = []
-        for b in range(beds):
-            w = waves[b % len(waves)]
-            off = ((b * 7919) % max(1, (w.shape[0] // n) - warmup_s - seconds - 2)) * n
-            lo = off + sec * n
-            seq[b] += 1
-            ch = WaveformChunk(names[b], (t_start_s + sec) * 10**9, fs_hz, w[lo:lo + n], seq[b], "SNUADC/ART")
-            futs.append(await producer.send(WAVEFORM_ABP.name, chunk_codec.encode(ch), key=names[b].encode()))
-            t_ns = (t_start_s + sec + 1) * 10**9
-            for label, val in (("HR", 70.0 + b % 20), ("PLETH_SPO2", 98.0), ("ART_MBP", 80.0)):
-                obs = Observation(bed_id=names[b], t_ns=t_ns, code=f"Solar8000/{label}", label=label,
-                                  value=val, unit="", source="bench")
-                futs.append(await producer.send(OBSERVATIONS.name, obs.dumps(), key=names[b].encode()))
+    # Monitors are not phase-locked: bed b's chunks start at a fixed offset within the second,
+    # and each chunk is sent once its last sample exists (event time follows wall time).
+    phase = [(b * 0.6180339887) % 1.0 for b in range(beds)]
+    order = sorted(range(beds), key=lambda b: phase[b])
+
+    async def send_chunk(b: int, sec: int) -> list:
+        w = waves[b % len(waves)]
+        off = ((b * 7919) % max(1, (w.shape[0] // n) - warmup_s - seconds - 2)) * n
+        lo = off + sec * n
+        seq[b] += 1
+        t0_ns = int((t_start_s + sec + phase[b]) * 1e9)
+        ch = WaveformChunk(names[b], t0_ns, fs_hz, w[lo:lo + n], seq[b], "SNUADC/ART")
+        futs = [await producer.send(WAVEFORM_ABP.name, chunk_codec.encode(ch), key=names[b].encode())]
+        for label, val in (("HR", 70.0 + b % 20), ("PLETH_SPO2", 98.0), ("ART_MBP", 80.0)):
+            obs = Observation(bed_id=names[b], t_ns=t0_ns + 10**9, code=f"Solar8000/{label}", label=label,
+                              value=val, unit="", source="bench")
+            futs.append(await producer.send(OBSERVATIONS.name, obs.dumps(), key=names[b].encode()))
         return futs
 
     cons_task = asyncio.create_task(consume())
     try:
         echo(f"backlog: {warmup_s} s of history for {beds} beds ...")
         for sec in range(warmup_s):
-            await asyncio.gather(*(await send_second(sec)))
+            futs = []
+            for b in order:
+                futs += await send_chunk(b, sec)
+            await asyncio.gather(*futs)
         # Let the agent drain the backlog before the live phase starts.
         target = (t_start_s + warmup_s - 6) * 10**9
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and (len(newest) < beds or min(newest.values()) < target):
             await asyncio.sleep(0.5)
         echo(f"live: {seconds} s at real time ...")
+        # Event time of the live phase is anchored to wall time now.
+        lag_s = time.time() - (t_start_s + warmup_s)
         live_from_wall_ns[0] = time.time_ns()
         wall0 = time.monotonic()
         late_sends = 0
+        pending: list = []
         for i in range(seconds):
             sec = warmup_s + i
-            due = wall0 + i + 1.0
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                late_sends += 1
-            await asyncio.gather(*(await send_second(sec)))
+            for b in order:
+                due = wall0 + i + phase[b] + 1.0
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.05:
+                    late_sends += 1
+                pending += await send_chunk(b, sec)
+            await asyncio.gather(*pending)
+            pending.clear()
         live_wall_s = time.monotonic() - wall0
         await asyncio.sleep(3.0)
         end_event_ns = (t_start_s + warmup_s + seconds) * 10**9
@@ -136,7 +149,7 @@ async def _run_load(client_kwargs: dict, waves: list[np.ndarray], beds: int, war
         await consumer.stop()
     return {"lat_agent_ms": lat_agent, "lat_e2e_ms": lat_e2e, "newest": newest, "names": names,
             "end_event_ns": end_event_ns, "live_wall_s": live_wall_s, "late_sends": late_sends,
-            "forecasts_live": counts["forecasts"]}
+            "forecasts_live": counts["forecasts"], "event_lag_s": lag_s}
 
 
 @click.command()
@@ -148,7 +161,9 @@ async def _run_load(client_kwargs: dict, waves: list[np.ndarray], beds: int, war
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results here as JSON.")
 @click.option("--engine", "engine_path", default=None, help="Engine directory; 'none' runs the baseline.")
-def bench(beds, seconds, warmup_s, json_out, engine_path) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Agent worker processes (`iohwatch run --workers`).")
+def bench(beds, seconds, warmup_s, json_out, engine_path, workers) -> None:
     """Drive BEDS beds of 500 Hz ABP plus 1 Hz numerics through the broker and the agent; report
     beds kept in real time, sample-to-forecast latency p50/p99, CPU and memory per bed."""
     settings = load_settings(engine_path=engine_path)
@@ -182,9 +197,10 @@ def bench(beds, seconds, warmup_s, json_out, engine_path) -> None:
                    IOHWATCH_APP_ID=f"iohwatch-bench-{os.getpid()}")
         if settings.engine_path is not None:
             env["IOHWATCH_ENGINE_PATH"] = str(settings.engine_path)
-        agent = _spawn(["run"], env, work / "agent.log")
+        agent = _spawn(["run", "--workers", str(workers)], env, work / "agent.log")
         try:
-            _wait_ready(web_port, agent, work / "agent.log")
+            for i in range(workers):
+                _wait_ready(web_port + i, agent, work / "agent.log")
             cpu0, rss0 = _proc_stats(agent.pid)
             bcpu0, _ = _proc_stats(broker._proc.pid)
             wall0 = time.monotonic()
@@ -198,7 +214,7 @@ def bench(beds, seconds, warmup_s, json_out, engine_path) -> None:
     bound_ns = int((settings.forecast_cadence_s + LEAD_OUT_S + 2.0) * 1e9)
     kept = sum(1 for b in r["names"] if r["end_event_ns"] - r["newest"].get(b, 0) <= bound_ns)
     res = {
-        "beds": beds, "live_seconds": seconds, "warmup_seconds": warmup_s, "fs_hz": fs_hz,
+        "beds": beds, "workers": workers, "live_seconds": seconds, "warmup_seconds": warmup_s, "fs_hz": fs_hz,
         "beds_kept_real_time": kept,
         "forecasts_live": r["forecasts_live"],
         "forecasts_per_s": round(r["forecasts_live"] / max(r["live_wall_s"], 1e-9), 1),
@@ -209,7 +225,7 @@ def bench(beds, seconds, warmup_s, json_out, engine_path) -> None:
         "broker_cpu_cores": round((bcpu1 - bcpu0) / wall, 3),
         "agent_rss_mb": round(rss1 / 2**20, 1),
         "agent_rss_per_bed_kb": round((rss1 - rss0) / beds / 1024, 1),
-        "producer_late_seconds": r["late_sends"],
+        "producer_late_chunks": r["late_sends"],
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "note": "CPU covers the whole run (backlog + live); latency and kept beds the live phase only",
     }

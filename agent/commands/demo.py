@@ -142,7 +142,8 @@ async def _follow(bootstrap_kwargs: dict, view: LiveView, stop: asyncio.Event, l
     from streams.contracts import Alert, ContractError, decode
     from streams.topics import ALERTS, FORECASTS
 
-    consumer = AIOKafkaConsumer(**bootstrap_kwargs, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**bootstrap_kwargs, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=20)  # Tansu holds a fetch for the full wait
     await consumer.start()
     try:
         tps = []

@@ -72,7 +72,7 @@ def belief_loss(decoder, ev: dict, t: dict, pos_weight: float = 3.0) -> torch.Te
     """BCE of the belief after the last event of each sequence."""
     B = ev["event_kind"].shape[0]
     base = unwrap(decoder)
-    logits, _ = decoder(**ev, past_kv=base.empty_past(B))                      # (B, S, H)
+    logits, _ = decoder(**ev, past_kv=base.empty_past(B).to(ev["event_values"].device))                      # (B, S, H)
     return masked_bce(logits[:, -1], t["labels"], t["label_mask"], pos_weight)
 
 

@@ -38,7 +38,7 @@ def mask_patches(map_valid: torch.Tensor, cells_per_patch: int, frac: float, g: 
     """Hide ``frac`` of the patches per row. map_valid (B, N) -> new valid (B, N), hidden (B, Np) bool."""
     B, N = map_valid.shape
     Np = N // cells_per_patch
-    hidden = torch.rand((B, Np), generator=g) < frac
+    hidden = (torch.rand((B, Np), generator=g) < frac).to(map_valid.device)
     cell_hidden = hidden.repeat_interleave(cells_per_patch, dim=1)            # (B, N)
     return map_valid * (~cell_hidden).float(), hidden
 
@@ -50,6 +50,7 @@ def drop_modalities(x: dict[str, torch.Tensor], p: float, g: torch.Generator) ->
     none = ~drop.any(1)
     pick = torch.randint(0, 3, (B,), generator=g)
     drop[none, pick[none]] = True
+    drop = drop.to(x["map_mmhg"].device)
     y = dict(x)
     y["wave_valid"] = x["wave_valid"] * (~drop[:, 0:1]).float()
     y["numerics_mask"] = x["numerics_mask"] * (~drop[:, 1:2]).float()
@@ -80,7 +81,7 @@ def fused_vector(model, x: dict[str, torch.Tensor]) -> torch.Tensor:
 def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     logits = a @ b.t() / tau                                                  # (B, B)
-    target = torch.arange(a.shape[0])
+    target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 

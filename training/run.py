@@ -54,6 +54,7 @@ class TrainSettings:
     pos_weight: float = 3.0
     belief_minutes: int = 15
     max_minutes: float | None = None   # wall-clock budget for pretraining + fine-tuning
+    device: str = "auto"               # auto: CUDA when available, else CPU
 
     @staticmethod
     def for_config(name: str, **kw) -> "TrainSettings":
@@ -85,9 +86,10 @@ class Run:
                               wave_window_s=spec["wave_window_s"], wave_fs_hz=spec["wave_fs_hz"],
                               horizons_min=tuple(spec["horizons_min"]))
         torch.manual_seed(ts.seed)
-        self.model = GatedFusion(self.cfg)
-        self.decoder = BeliefDecoder(self.cfg)
-        self.heads = PretrainHeads(self.cfg.n_embd, self.cfg.cells_per_patch)
+        self.device = torch.device(ts.device if ts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = GatedFusion(self.cfg).to(self.device)
+        self.decoder = BeliefDecoder(self.cfg).to(self.device)
+        self.heads = PretrainHeads(self.cfg.n_embd, self.cfg.cells_per_patch).to(self.device)
         self.train = load_split(self.cohort, "train")
         self.dev = load_split(self.cohort, "dev")
         for s in (self.train, self.dev):
@@ -132,7 +134,7 @@ class Run:
         os.replace(tmp, self.out / "state.pt")
 
     def load_state(self) -> None:
-        blob = torch.load(self.out / "state.pt", map_location="cpu", weights_only=False)
+        blob = torch.load(self.out / "state.pt", map_location=self.device, weights_only=False)
         self.state = blob["state"]
         if blob["lora"]:
             self._wrap_lora()
@@ -143,7 +145,7 @@ class Run:
         self._make_opt()
         if blob["opt"] is not None:
             self.opt.load_state_dict(blob["opt"])
-        torch.set_rng_state(blob["torch_rng"])
+        torch.set_rng_state(blob["torch_rng"].cpu())
         self._elapsed0 = float(self.state.get("elapsed_s", 0.0))
         self._t0 = time.monotonic()
         self.log(event="resume", phase=self.state["phase"], epoch=self.state["epoch"])
@@ -151,8 +153,8 @@ class Run:
     def _wrap_lora(self) -> None:
         from training.finetune import DECODER_LORA_TARGETS, FUSION_LORA_TARGETS, add_lora
 
-        self.model = add_lora(self.model, FUSION_LORA_TARGETS, self.cfg.lora_r, self.cfg.lora_alpha)
-        self.decoder = add_lora(self.decoder, DECODER_LORA_TARGETS, self.cfg.lora_r, self.cfg.lora_alpha)
+        self.model = add_lora(self.model, FUSION_LORA_TARGETS, self.cfg.lora_r, self.cfg.lora_alpha).to(self.device)
+        self.decoder = add_lora(self.decoder, DECODER_LORA_TARGETS, self.cfg.lora_r, self.cfg.lora_alpha).to(self.device)
         self.lora = True
 
     def _make_opt(self) -> None:
@@ -201,7 +203,10 @@ class Run:
             av = self.aug["valid"][rows[a]] & np.isfinite(am)
             x["map_mmhg"][a] = torch.from_numpy(np.where(av, am, 0.0).astype(np.float32))
             x["map_valid"][a] = torch.from_numpy(av.astype(np.float32))
-        return x
+        return self._dev(x)
+
+    def _dev(self, d: dict) -> dict:
+        return {k: v.to(self.device) for k, v in d.items()}
 
     def phase_pretrain(self) -> None:
         from training.pretrain import pretrain_loss
@@ -267,16 +272,16 @@ class Run:
         out = {"gated_fusion": [], "fusion_lm": [], "belief_decoder": []}
         for i in range(0, len(split), batch):
             idx = np.arange(i, min(i + batch, len(split)))
-            x = forecaster_inputs(split, idx, self.text)
+            x = self._dev(forecaster_inputs(split, idx, self.text))
             got = {}
             h = base.lm.head_ioh.register_forward_hook(lambda m, a, o: got.__setitem__("lm", o))
             logits, _, _ = self.model(**x)
             h.remove()
-            ev = belief_events(split, idx, self.cfg.grid_s, self.ts.belief_minutes)
-            bl, _ = self.decoder(**ev, past_kv=unwrap(self.decoder).empty_past(idx.size))
-            out["gated_fusion"].append(logits.numpy())
-            out["fusion_lm"].append(got["lm"].numpy())
-            out["belief_decoder"].append(bl[:, -1].numpy())
+            ev = self._dev(belief_events(split, idx, self.cfg.grid_s, self.ts.belief_minutes))
+            bl, _ = self.decoder(**ev, past_kv=unwrap(self.decoder).empty_past(idx.size).to(self.device))
+            out["gated_fusion"].append(logits.cpu().numpy())
+            out["fusion_lm"].append(got["lm"].cpu().numpy())
+            out["belief_decoder"].append(bl[:, -1].cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
 
     def dev_metrics(self, logits: np.ndarray) -> dict:
@@ -304,10 +309,10 @@ class Run:
                 b = np.sort(rows[i:i + self.ts.batch])
                 if b.size < 2:
                     continue
-                x = forecaster_inputs(self.train, b, self.text)
-                t = targets(self.train, b)
+                x = self._dev(forecaster_inputs(self.train, b, self.text))
+                t = self._dev(targets(self.train, b))
                 loss, parts = finetune_loss(self.model, x, t, pos_weight=self.ts.pos_weight)
-                ev = belief_events(self.train, b, self.cfg.grid_s, self.ts.belief_minutes)
+                ev = self._dev(belief_events(self.train, b, self.cfg.grid_s, self.ts.belief_minutes))
                 bl = belief_loss(self.decoder, ev, t, self.ts.pos_weight)
                 self.opt.zero_grad()
                 (loss + bl).backward()
@@ -383,6 +388,7 @@ class Run:
             self.decoder.load_state_dict(self.best_states["decoder"])
         gf = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
         dec = self.decoder.merge_and_unload() if hasattr(self.decoder, "merge_and_unload") else self.decoder
+        gf, dec = gf.cpu(), dec.cpu()
         version = f"{self.cfg.name}-{self.meta['data_hash'][:8]}-s{self.ts.seed}"
         ck = save_checkpoint(self.out / "checkpoint.pt", self.cfg,
                              {"gated_fusion": unwrap(gf), "fusion_lm": unwrap(gf).lm, "belief_decoder": unwrap(dec)},

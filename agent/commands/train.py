@@ -23,8 +23,10 @@ from agent.commands._common import load_settings, setup_logging
 @click.option("--samples-per-epoch", type=int, default=None,
               help="Override the most training samples drawn per fine-tuning epoch.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train; auto uses a CUDA GPU when one is visible.")
 def train(cohort, config, out, resume, max_minutes, seed, epochs, diffusion_steps, samples_per_epoch,
-          threads) -> None:
+          threads, device) -> None:
     """Augment (MTRDA), pretrain (masked patches + masked global alignment), fine-tune with LoRA,
     early-stop on dev AUPRC, calibrate on dev, and export engines to OUT/engine."""
     settings = load_settings()
@@ -38,7 +40,8 @@ def train(cohort, config, out, resume, max_minutes, seed, epochs, diffusion_step
     if threads:
         torch.set_num_threads(threads)
     ts = TrainSettings.for_config(config, seed=seed, max_minutes=max_minutes, finetune_epochs=epochs,
-                                  diffusion_steps=diffusion_steps, max_samples_per_epoch=samples_per_epoch)
+                                  diffusion_steps=diffusion_steps, max_samples_per_epoch=samples_per_epoch,
+                                  device=device)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("train", total=None)
 

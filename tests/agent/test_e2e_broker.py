@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from agent.commands.score import as_record, score_records
 from agent.settings import Settings
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, kafka_client_kwargs
 from streams.topics import ALERTS, FORECASTS
+from tests.kafka_tools import read_records, wait_ready
 
 pytestmark = pytest.mark.broker
 
@@ -37,47 +37,12 @@ def _strip(rec: dict) -> dict:
 
 
 async def _collect(client_kwargs: dict, idle_s: float, min_forecasts: int, timeout_s: float) -> list[dict]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    """Forecasts and alerts as records tagged with their type."""
+    def done(recs):
+        return sum(t == FORECASTS.name for t, _, _ in recs) >= min_forecasts
 
-    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[dict] = []
-    try:
-        tps = [TopicPartition(t, p) for t in (FORECASTS.name, ALERTS.name)
-               for p in sorted(consumer.partitions_for_topic(t) or {0})]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + timeout_s
-        last = time.monotonic()
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for tp, records in batches.items():
-                for r in records:
-                    rec = json.loads(r.value)
-                    rec = {"type": "alert" if tp.topic == ALERTS.name else "forecast", **rec}
-                    out.append(rec)
-                    last = time.monotonic()
-            n_fc = sum(r["type"] == "forecast" for r in out)
-            if n_fc >= min_forecasts and time.monotonic() - last > idle_s:
-                break
-    finally:
-        await consumer.stop()
-    return out
-
-
-def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"agent exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError("agent never became ready")
+    recs = await read_records(client_kwargs, [FORECASTS.name, ALERTS.name], done, idle_s, timeout_s)
+    return [{"type": "alert" if t == ALERTS.name else "forecast", **json.loads(v)} for t, _, v in recs]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +58,7 @@ def stack(tmp_path_factory):
         agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
                                  stdout=open(tmp / "agent.log", "wb"), stderr=subprocess.STDOUT)
         try:
-            _wait_ready(web_port, agent)
+            wait_ready(web_port, agent)
             yield {"settings": s, "env": env, "web_port": web_port, "agent": agent}
         finally:
             agent.terminate()
@@ -150,7 +115,7 @@ def test_bad_input_goes_to_dead_letters_and_other_beds_keep_running(stack, real_
     dead-letter record with the reason and the original bytes, and a healthy bed still gets
     forecasts afterwards."""
     import numpy as np
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaProducer
 
     from streams import chunk_codec
     from streams.chunk_codec import WaveformChunk
@@ -173,20 +138,9 @@ def test_bad_input_goes_to_dead_letters_and_other_beds_keep_running(stack, real_
                 await (await producer.send(topic, value, key=b"OR-7"))
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()
-        found: list[DeadLetter] = []
-        try:
-            tps = [TopicPartition(t, p) for t in ("dlq.waveform.abp", "dlq.observations")
-                   for p in sorted(consumer.partitions_for_topic(t) or {0})]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            deadline = time.monotonic() + 60
-            while len(found) < 4 and time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    found += [decode(DeadLetter, r.value) for r in records]
-        finally:
-            await consumer.stop()
+        recs = await read_records(kw, ["dlq.waveform.abp", "dlq.observations"],
+                                  lambda r: len(r) >= 4, timeout_s=60)
+        found = [decode(DeadLetter, v) for _, _, v in recs]
         return found
 
     found = asyncio.run(send_and_read())

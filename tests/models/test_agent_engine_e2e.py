@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from agent.settings import Settings
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, kafka_client_kwargs
 from streams.topics import BELIEFS, FORECASTS
+from tests.kafka_tools import read_records, wait_ready
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -31,40 +31,16 @@ def case(tmp_path_factory) -> Path:
 async def _collect(client_kwargs: dict, timeout_s: float, min_ok: int) -> dict[str, list[dict]]:
     """Read forecasts and beliefs until ``min_ok`` clean-window forecasts and a belief arrived,
     then until 10 s pass without a record (or ``timeout_s``)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
+    def done(recs):
+        n_ok = sum(t == FORECASTS.name and json.loads(v)["signal_quality"] == "ok" for t, _, v in recs)
+        return n_ok >= min_ok and any(t == BELIEFS.name for t, _, _ in recs)
+
+    recs = await read_records(client_kwargs, [FORECASTS.name, BELIEFS.name], done, idle_s=10.0,
+                              timeout_s=timeout_s)
     out: dict[str, list[dict]] = {FORECASTS.name: [], BELIEFS.name: []}
-    try:
-        tps = [TopicPartition(t, p) for t in out for p in sorted(consumer.partitions_for_topic(t) or {0})]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + timeout_s
-        last = time.monotonic()
-        while time.monotonic() < deadline:
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                out[tp.topic].extend(json.loads(r.value) for r in records)
-                last = time.monotonic() if records else last
-            n_ok = sum(f["signal_quality"] == "ok" for f in out[FORECASTS.name])
-            if n_ok >= min_ok and out[BELIEFS.name] and time.monotonic() - last > 10.0:
-                break
-    finally:
-        await consumer.stop()
+    for t, _, v in recs:
+        out[t].append(json.loads(v))
     return out
-
-
-def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    import urllib.request
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"agent exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError("agent never became ready")
 
 
 def test_agent_runs_the_engine(case, tiny_engine_dir, tmp_path):
@@ -79,7 +55,7 @@ def test_agent_runs_the_engine(case, tiny_engine_dir, tmp_path):
         agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run"], env=env,
                                  stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
         try:
-            _wait_ready(web_port, agent)
+            wait_ready(web_port, agent)
             rc = subprocess.run([sys.executable, "-m", "agent.cli", "replay", str(case), "--speed", "0",
                                  "--start", "original", "--no-progress"], env=env, timeout=180,
                                 capture_output=True)

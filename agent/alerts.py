@@ -123,9 +123,14 @@ class _Active:
 class AlertStateMachine:
     """Alert lifecycle of one bed. ``step`` once per forecast tick, in event-time order."""
 
-    def __init__(self, bed_id: str, settings: Settings, episode_id: str = ""):
+    def __init__(self, bed_id: str, settings: Settings, episode_id: str = "",
+                 raise_risk_by_h: dict[int, float] | None = None):
         self.bed_id = bed_id
         self.settings = settings
+        # Per-horizon raise levels chosen on a development split for a target false-alarm rate
+        # (the engine's ``alerting.json``). Without them every horizon uses alert_raise_risk.
+        # Clear and escalate levels keep the configured ratios to the raise level.
+        self.raise_risk_by_h = dict(raise_risk_by_h or {})
         self.episode_id = episode_id
         self.counter = 0                       # alerts raised in this episode (all kinds)
         self.active: dict[str, _Active] = {}
@@ -205,6 +210,7 @@ class AlertStateMachine:
             "last_t_ns": self.last_t_ns,
             "last_evidence": dict(self.last_evidence),
             "stale_ticks": self.stale_ticks,
+            "raise_risk_by_h": {str(h): v for h, v in self.raise_risk_by_h.items()},
         }
 
     @classmethod
@@ -215,7 +221,8 @@ class AlertStateMachine:
                              f"(expected {SNAPSHOT_VERSION})")
         if snapshot.get("bed_id") != bed_id:
             raise ValueError(f"alert state of {bed_id}: snapshot belongs to bed {snapshot.get('bed_id')!r}")
-        sm = cls(bed_id, settings, snapshot["episode_id"])
+        sm = cls(bed_id, settings, snapshot["episode_id"],
+                 {int(h): float(v) for h, v in snapshot.get("raise_risk_by_h", {}).items()})
         sm.counter = int(snapshot["counter"])
         sm.active = {k: _Active(**a) for k, a in snapshot["active"].items()}
         unknown = set(sm.active) - set(KINDS)
@@ -289,13 +296,16 @@ class AlertStateMachine:
             return []
         values = list(x.risk.values())
         finite = [v for v in values if _finite(v)]
-        above = any(v >= s.alert_raise_risk for v in finite)
-        below = bool(values) and len(finite) == len(values) and all(v < s.alert_clear_risk for v in finite)
+        fin = [(h, v) for h, v in x.risk.items() if _finite(v)]
+        above = any(v >= self._raise_level(h) for h, v in fin)
+        below = (bool(values) and len(finite) == len(values)
+                 and all(v < self._raise_level(h) * s.alert_clear_risk / s.alert_raise_risk for h, v in fin))
         r_esc = x.risk.get(self._escalate_h, math.nan)
         near_falling = (_finite(x.map_now_mmhg) and _finite(x.map_slope_mmhg_per_min)
                         and x.map_now_mmhg <= s.ioh_map_mmhg + s.alert_near_map_mmhg
                         and x.map_slope_mmhg_per_min <= -s.alert_falling_mmhg_per_min)
-        escalate = (_finite(r_esc) and r_esc >= s.alert_escalate_risk) or near_falling
+        esc_level = min(0.99, self._raise_level(self._escalate_h) * s.alert_escalate_risk / s.alert_raise_risk)
+        escalate = (_finite(r_esc) and r_esc >= esc_level) or near_falling
         self.raise_n = self.raise_n + 1 if above else 0
         self.clear_n = self.clear_n + 1 if below else 0
         self.escalate_n = self.escalate_n + 1 if escalate else 0
@@ -358,10 +368,13 @@ class AlertStateMachine:
             ev["top_driver"] = None
         return ev
 
+    def _raise_level(self, h: int) -> float:
+        return self.raise_risk_by_h.get(h, self.settings.alert_raise_risk)
+
     def _predicted_text(self, x: AlertInput) -> str:
         """'IOH predicted within 10 min (risk 0.72), MAP 71 mmHg falling 1.8 mmHg/min'."""
         finite = sorted((h, v) for h, v in x.risk.items() if _finite(v))
-        hit = [(h, v) for h, v in finite if v >= self.settings.alert_raise_risk]
+        hit = [(h, v) for h, v in finite if v >= self._raise_level(h)]
         if hit:
             h, v = hit[0]
         elif finite:

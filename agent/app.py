@@ -47,7 +47,8 @@ class Runtime:
     def bed(self, bed_id: str) -> BedState:
         b = self.beds.get(bed_id)
         if b is None:
-            b = BedState(bed_id, self.settings, needs_wave=getattr(self.forecaster, "needs_wave", True))
+            b = BedState(bed_id, self.settings, needs_wave=getattr(self.forecaster, "needs_wave", True),
+                         alert_thresholds=getattr(self.forecaster, "alert_thresholds", None))
             self.beds[bed_id] = b
             self.metrics.beds_active.set(len(self.beds))
         self.last_seen[bed_id] = time.monotonic()

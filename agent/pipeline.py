@@ -116,7 +116,8 @@ class _CellRing:
 class BedState:
     """Everything the agent keeps in memory for one bed (a few hundred kB)."""
 
-    def __init__(self, bed_id: str, settings: Settings, needs_wave: bool = True):
+    def __init__(self, bed_id: str, settings: Settings, needs_wave: bool = True,
+                 alert_thresholds: dict[int, float] | None = None):
         self.bed_id = bed_id
         self.s = settings
         self.needs_wave = needs_wave
@@ -125,7 +126,7 @@ class BedState:
         self.lead_out_ns = int(round(cellmath.LEAD_OUT_S * 1e9))
         self.lateness_ns = int(round(settings.allowed_lateness_s * 1e9))
         self.ring = _CellRing(settings.cells_per_window + 64)
-        self.alerts = AlertStateMachine(bed_id, settings)
+        self.alerts = AlertStateMachine(bed_id, settings, raise_risk_by_h=alert_thresholds)
         self.context: PatientContext | None = None
         self.numerics: dict[str, tuple[int, float]] = {}  # label -> (t_ns, value)
         self.chunks_seen = 0
@@ -374,7 +375,8 @@ def score_chunks(bed_id: str, chunks: Iterator[WaveformChunk], settings: Setting
                  context: PatientContext | None = None,
                  observations: Sequence[Observation] = ()) -> Iterator[Forecast | Alert]:
     """Offline scoring of one bed: the same BedState and forecaster calls as the agent."""
-    bed = BedState(bed_id, settings, needs_wave=getattr(forecaster, "needs_wave", True))
+    bed = BedState(bed_id, settings, needs_wave=getattr(forecaster, "needs_wave", True),
+                   alert_thresholds=getattr(forecaster, "alert_thresholds", None))
     if context is not None:
         yield from bed.set_context(context)
     obs = sorted(observations, key=lambda o: o.t_ns)

@@ -69,6 +69,7 @@ class EngineForecaster:
         self._platt_b = np.asarray(cal.platt_b if cal else [0.0] * n_h, np.float32)
         self._needs = {s.name for s in engine.inputs}
         self.last_inference_ms: float | None = None
+        self.alert_thresholds: dict[int, float] | None = None   # from alerting.json, if any
 
     def prepare_context(self, context) -> None:
         """Encode a patient's description now (tens to hundreds of ms on CPU, once per patient),
@@ -178,4 +179,28 @@ def load_forecaster(settings, text_encoder=None):
             text_encoder = None
     log.info("forecaster: %s %s on %s (%s)", manifest.forecaster, manifest.version, engine.backend,
              ", ".join(engine.providers))
-    return EngineForecaster(engine, text_encoder, settings, max_batch=max(settings.microbatch_max_size, 1))
+    fc = EngineForecaster(engine, text_encoder, settings, max_batch=max(settings.microbatch_max_size, 1))
+    fc.alert_thresholds = load_alert_thresholds(path, fc.horizons_min)
+    return fc
+
+
+ALERTING_FILE = "alerting.json"
+
+
+def load_alert_thresholds(engine_dir: Path, horizons_min) -> dict[int, float] | None:
+    """Per-horizon alert raise levels chosen on a development split (``alerting.json`` beside the
+    manifest, written by ``iohwatch evaluate``); None when the engine has none, in which case the
+    alert settings apply unchanged. A file that does not cover every horizon is refused."""
+    import json
+
+    f = Path(engine_dir) / ALERTING_FILE
+    if not f.exists():
+        return None
+    doc = json.loads(f.read_text())
+    levels = {int(h): float(v) for h, v in doc["raise_risk"].items()}
+    missing = set(horizons_min) - set(levels)
+    if missing or not all(0.0 < v < 1.0 for v in levels.values()):
+        raise ValueError(f"{f}: raise_risk must give a probability in (0, 1) for horizons "
+                         f"{list(horizons_min)}, got {doc['raise_risk']}")
+    log.info("alerts: raise levels per horizon from %s (%s): %s", f.name, doc.get("chosen_on", "?"), levels)
+    return levels

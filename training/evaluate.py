@@ -160,9 +160,26 @@ def evaluate(cohort: Path, run: Path, out: Path, target_fa_per_h: float = 1.0, n
     report["bar"] = bar_check(report)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     (out / "report.md").write_text(render_markdown(report))
+    # The agent raises predictive alerts at the model's dev-chosen operating point, never at a
+    # level picked on test: alerting.json goes beside the report and the engine.
+    alerting = alerting_levels(report, str(dev_cohort))
+    for d in (out, engine_dir):
+        (d / "alerting.json").write_text(json.dumps(alerting, indent=2) + "\n")
     if plots:
         make_plots(report, curves, out)
     return report
+
+
+def alerting_levels(report: dict, dev_cohort: str) -> dict:
+    """Per-horizon alert raise levels: the model's thresholds chosen on the dev split for the
+    target false-alarm rate (``models.forecaster.load_alert_thresholds`` reads them)."""
+    return {
+        "raise_risk": {h: round(float(hr["methods"]["model"]["operating_point"]["threshold"]), 4)
+                       for h, hr in report["horizons"].items()},
+        "target_false_alarms_per_h": report["target_false_alarms_per_h"],
+        "chosen_on": f"dev split of {dev_cohort}",
+        "source": "report.json: horizons.<h>.methods.model.operating_point.threshold",
+    }
 
 
 def bar_check(report: dict) -> dict:

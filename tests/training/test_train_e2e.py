@@ -100,3 +100,8 @@ def test_simulate_cohort_train_resume_evaluate(tmp_path):
     for name in ("roc.png", "pr.png", "calibration.png", "lead_time.png", "false_alarms_vs_sensitivity.png",
                  "report.md"):
         assert (report / name).stat().st_size > 0
+    # The dev-chosen operating point goes beside the engine, and the agent's forecaster reads it.
+    from models.forecaster import load_alert_thresholds
+    levels = load_alert_thresholds(run / "engine", (5, 10, 15))
+    assert levels == {int(h): pytest.approx(rep["horizons"][h]["methods"]["model"]["operating_point"]["threshold"],
+                                            abs=1e-4) for h in ("5", "10", "15")}

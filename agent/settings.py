@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     allow_baseline_fallback: bool = Field(
         False, validation_alias=_env("allow_baseline_fallback"),
         description="report ready (/readyz) while serving the baseline forecaster because no engine loaded")
+    inference_threads: int = Field(
+        1, ge=1, le=64, validation_alias=_env("inference_threads"),
+        description="CPU threads of one inference session; 1 leaves the other cores to stream workers")
     microbatch_max_size: int = Field(64, ge=1, validation_alias=_env("microbatch_max_size"),
                                      description="largest inference micro-batch (beds)")
     microbatch_max_wait_ms: float = Field(20.0, ge=0, validation_alias=_env("microbatch_max_wait_ms"),

@@ -165,7 +165,7 @@ def load_forecaster(settings, text_encoder=None):
     try:
         manifest = load_manifest(path)
         check_compatible(manifest, settings)
-        engine = load_engine(path, backend=settings.engine_backend)
+        engine = load_engine(path, backend=settings.engine_backend, threads=settings.inference_threads)
     except EngineMismatch as exc:
         return _baseline(settings, str(exc))
     except Exception as exc:   # unreadable manifest, missing file, backend failure: say which

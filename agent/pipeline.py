@@ -201,7 +201,9 @@ class BedState:
             alerts = self.alerts
             self._reset_signal()
             self.alerts = alerts
-            return self.add_chunk(chunk, wall_ns)._replace_outcome("restarted")
+            res = self.add_chunk(chunk, wall_ns)
+            res.outcome = "restarted"
+            return res
         idx1 = idx0 + chunk.n
         # Samples before the first non-final cell's context can no longer change any output.
         frozen = self._idx_of(self.next_cell * self.grid_ns) - int(math.ceil(cellmath.LEAD_IN_S * self.fs_hz))
@@ -340,14 +342,6 @@ class BedState:
             map_slope_mmhg_per_min=tick.map_slope_mmhg_per_min, signal_quality=tick.quality,
             gate_reasons=tick.gate_reasons, map_below_s=tick.map_below_s, drivers=drivers))
         return fc, alerts
-
-
-def _replace_outcome(self: ChunkResult, outcome: str) -> ChunkResult:
-    self.outcome = outcome
-    return self
-
-
-ChunkResult._replace_outcome = _replace_outcome  # type: ignore[attr-defined]
 
 
 def predict_ticks(ticks: Sequence[Tick], forecaster: Forecaster) -> tuple[list[ForecastOutput | None], float]:

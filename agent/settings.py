@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     embedded_broker_port: int = Field(
         19092, ge=0, le=65535, validation_alias=_env("embedded_broker_port"),
         description="loopback port of the embedded broker (0 picks a free port)")
+    broker_wait_s: float = Field(30.0, ge=0, validation_alias=_env("broker_wait_s"),
+                                 description="how long a command waits for Kafka at start before failing (s)")
     app_id: str = Field("iohwatch", validation_alias=_env("app_id"),
                         description="Faust application id (consumer group prefix)")
     topic_partitions: int = Field(4, ge=1, validation_alias=_env("topic_partitions"),

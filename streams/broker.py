@@ -138,17 +138,31 @@ async def ensure_topics_async(client_kwargs: dict, partitions: int,
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(**client_kwargs, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(**client_kwargs, request_timeout_ms=int(max(timeout_s, 1.0) * 1000))
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await admin.start()
-            break
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"cannot reach Kafka at {client_kwargs['bootstrap_servers']}: {exc}; "
-                                  "check KAFKA_BOOTSTRAP_SERVERS or unset it to use the embedded broker") from exc
-            await asyncio.sleep(0.5)
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    warned = False
+    try:
+        while True:
+            try:
+                await admin.start()
+                break
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"cannot reach Kafka at {client_kwargs['bootstrap_servers']} within {timeout_s:.0f} s: "
+                        f"{exc}; check KAFKA_BOOTSTRAP_SERVERS (or unset it to use the embedded broker)"
+                    ) from exc
+                if not warned:
+                    # One line instead of aiokafka's error per attempt while the broker starts.
+                    log.warning("waiting up to %.0f s for Kafka at %s ...", timeout_s,
+                                client_kwargs["bootstrap_servers"])
+                    client_log.setLevel(logging.CRITICAL)
+                    warned = True
+                await asyncio.sleep(0.5)
+    finally:
+        client_log.setLevel(level)
     try:
         existing = set(await admin.list_topics())
         new = []
@@ -166,7 +180,8 @@ async def ensure_topics_async(client_kwargs: dict, partitions: int,
 
 
 def ensure_topics(settings, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:
-    asyncio.run(ensure_topics_async(kafka_client_kwargs(settings), settings.topic_partitions, topics))
+    asyncio.run(ensure_topics_async(kafka_client_kwargs(settings), settings.topic_partitions, topics,
+                                    timeout_s=settings.broker_wait_s))
 
 
 def which_tansu() -> str | None:

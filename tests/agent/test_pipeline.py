@@ -176,3 +176,4 @@ def test_iter_chunks_skips_all_nan_chunks_and_numbers_them():
     chunks = list(iter_chunks(x, FS, T0, "OR-9"))
     assert [c.seq for c in chunks] == [1, 3, 4]
     assert chunks[1].t0_ns == T0 + 2 * 10**9  # seq 3 starts at sample 1000
+

@@ -171,7 +171,8 @@ class AlertStateMachine:
         out += self._step_predicted(x, ev)
         return out
 
-    def reset(self, episode_id: str, t_ns: int | None = None) -> list[Alert]:
+    def reset(self, episode_id: str, t_ns: int | None = None,
+              reason: str = "patient episode ended") -> list[Alert]:
         """A patient episode begins or ends on this bed: resolve every active alert.
 
         ``t_ns`` is the event time of the ADT message (default: the last tick). The alert
@@ -182,9 +183,9 @@ class AlertStateMachine:
         for kind in KINDS:
             a = self.active.pop(kind, None)
             if a is not None:
-                ev = dict(self.last_evidence, reason="patient episode ended")
+                ev = dict(self.last_evidence, reason=reason)
                 out.append(self._event(a, "resolved", t, ev,
-                                       f"{self.bed_id}: {_KIND_TEXT[kind]} resolved, patient episode ended"))
+                                       f"{self.bed_id}: {_KIND_TEXT[kind]} resolved, {reason}"))
         if episode_id != self.episode_id:
             self.episode_id = episode_id
             self.counter = 0

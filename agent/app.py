@@ -44,14 +44,17 @@ class Runtime:
     beds: dict[str, BedState] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
 
-    def bed(self, bed_id: str) -> BedState:
+    def bed(self, bed_id: str, waveform: bool = False) -> BedState:
+        """The bed's state, created on first use. Only waveform keeps a bed from idle pruning."""
         b = self.beds.get(bed_id)
         if b is None:
             b = BedState(bed_id, self.settings, needs_wave=getattr(self.forecaster, "needs_wave", True),
                          alert_thresholds=getattr(self.forecaster, "alert_thresholds", None))
             self.beds[bed_id] = b
             self.metrics.beds_active.set(len(self.beds))
-        self.last_seen[bed_id] = time.monotonic()
+            self.last_seen[bed_id] = time.monotonic()
+        if waveform:
+            self.last_seen[bed_id] = time.monotonic()
         return b
 
 
@@ -150,7 +153,7 @@ def build_app(rt: Runtime):
                 rt.metrics.chunks_total.labels(outcome="rejected").inc()
                 await dead_letter(topics.WAVEFORM_ABP.name, "window", "decode", str(exc), raw, key)
                 continue
-            bed = rt.bed(chunk.bed_id)
+            bed = rt.bed(chunk.bed_id, waveform=True)
             try:
                 res = bed.add_chunk(chunk, wall_ns=int(event.message.timestamp * 1e9))
             except ChunkRejected as exc:
@@ -223,9 +226,15 @@ def build_app(rt: Runtime):
     async def prune_idle_beds():
         now = time.monotonic()
         for bed_id in [b for b, t in rt.last_seen.items() if now - t > BED_IDLE_S]:
-            rt.beds.pop(bed_id, None)
+            bed = rt.beds.pop(bed_id, None)
             rt.last_seen.pop(bed_id, None)
-            log.info("bed %s idle for %.0f s: dropped from memory", bed_id, BED_IDLE_S)
+            log.info("bed %s without waveform for %.0f s: dropped from memory", bed_id, BED_IDLE_S)
+            if bed is not None:
+                # Close its open alerts rather than leave them open downstream.
+                episode = bed.context.episode_id if bed.context is not None else bed.alerts.episode_id
+                reason = f"no arterial waveform for {BED_IDLE_S / 60:.0f} min"
+                for a in bed.alerts.reset(episode, bed.alerts.last_t_ns, reason=reason):
+                    await publish_alert(a)
         rt.metrics.beds_active.set(len(rt.beds))
 
     health = HealthServer(s, rt.state, rt.metrics)

@@ -42,6 +42,13 @@ class MicroBatcher:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._loop())
+            self._task.add_done_callback(self._ended)
+
+    @staticmethod
+    def _ended(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("micro-batcher stopped: no more forecasts from this worker",
+                         exc_info=task.exception())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -82,9 +89,18 @@ class MicroBatcher:
                 outs, ms = [None] * len(batch), 0.0
             # Beds may have been dropped while the batch ran (idle pruning); skip their ticks.
             live = [(t, o) for t, o in zip(batch, outs) if t.bed_id in self.beds]
-            results = finish_ticks(self.beds, [t for t, _ in live], [o for _, o in live], self.forecaster, ms)
+            try:
+                results = finish_ticks(self.beds, [t for t, _ in live], [o for _, o in live],
+                                       self.forecaster, ms)
+            except Exception:
+                log.exception("finishing a batch of %d ticks failed; they are dropped", len(live))
+                continue
             if self.metrics is not None:
                 self.metrics.batch_size.observe(sum(t.input is not None for t in batch))
                 self.metrics.inference_seconds.labels(backend=self.forecaster.backend).observe(ms / 1e3)
             for fc, alerts in results:
-                await self.publish(fc, alerts)
+                try:
+                    await self.publish(fc, alerts)
+                except Exception:
+                    # One bad record or a failed send must not stop forecasting for every bed.
+                    log.exception("publishing the forecast of bed %s at %d failed", fc.bed_id, fc.t_ns)

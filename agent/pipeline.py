@@ -142,7 +142,7 @@ class BedState:
         self.hw = 0                   # absolute index one past the newest sample received
         self.next_cell: int | None = None   # first cell not yet final
         self.last_tick_ns: int | None = None
-        self.seen_seq: set[int] = set()
+        self.seen_seq: dict[int, int] = {}  # chunk seq -> its first sample index
 
     def _t_of(self, idx: int | float) -> int:
         return self.origin_ns + int(round(idx * 1e9 / self.fs_hz))
@@ -207,23 +207,29 @@ class BedState:
         idx1 = idx0 + chunk.n
         # Samples before the first non-final cell's context can no longer change any output.
         frozen = self._idx_of(self.next_cell * self.grid_ns) - int(math.ceil(cellmath.LEAD_IN_S * self.fs_hz))
-        if chunk.seq and chunk.seq in self.seen_seq:
+        if self.needs_wave and self.last_tick_ns is not None:
+            # The waveform window of an emitted tick was read when it was emitted; samples before
+            # it arriving now could not reach that forecast, so they count as late.
+            frozen = max(frozen, self._idx_of(self.last_tick_ns))
+        # A duplicate is the same sequence number at the same place; a gateway that restarts
+        # its counter sends new data with old numbers.
+        if chunk.seq and self.seen_seq.get(chunk.seq) == idx0:
             return ChunkResult("duplicate")
-        if idx1 <= frozen:
+        if idx1 <= max(frozen, self.buf_lo):
             raise ChunkRejected("late", f"{self.bed_id}: chunk seq {chunk.seq} at t0={chunk.t0_ns} ns arrived "
                                 f"{(self.hw - idx0) / self.fs_hz:.1f} s behind the newest sample; its cells are final")
         if idx0 < self.hw:
             outcome = "out_of_order"
         elif idx0 > self.hw:
             outcome = "gap"
-        late = max(0, frozen - idx0)
+        late = max(0, max(frozen, self.buf_lo) - idx0)
         self._ensure(max(idx1, self.hw))
         lo = max(idx0, frozen, self.buf_lo)
         self.buf[lo - self.buf_lo:idx1 - self.buf_lo] = chunk.samples[lo - idx0:]
         if chunk.seq:
-            self.seen_seq.add(chunk.seq)
+            self.seen_seq[chunk.seq] = idx0
             if len(self.seen_seq) > 4096:
-                self.seen_seq = set(sorted(self.seen_seq)[-2048:])
+                self.seen_seq = dict(sorted(self.seen_seq.items(), key=lambda kv: kv[1])[-2048:])
         self.hw = max(self.hw, idx1)
         self.chunks_seen += 1
         self._finalise_cells()

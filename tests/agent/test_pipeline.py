@@ -177,3 +177,37 @@ def test_iter_chunks_skips_all_nan_chunks_and_numbers_them():
     assert [c.seq for c in chunks] == [1, 3, 4]
     assert chunks[1].t0_ns == T0 + 2 * 10**9  # seq 3 starts at sample 1000
 
+
+
+def test_restarted_sequence_numbers_are_new_data_not_duplicates(wave):
+    chunks = chunks_of(wave, [500])
+    restarted = chunks[:20] + [WaveformChunk(c.bed_id, c.t0_ns, c.fs_hz, c.samples, c.seq - 20)
+                               for c in chunks[20:40]]
+    bed, forecasts, outcomes = run(restarted)
+    assert "duplicate" not in outcomes
+    assert bed.hw == 40 * 500
+
+
+def test_chunk_before_the_first_sample_is_late_not_an_error(wave):
+    bed = BedState("OR-1", Settings())
+    bed.add_chunk(WaveformChunk("OR-1", T0 + 2 * 10**9, FS, wave[1000:1500], 3))
+    with pytest.raises(ChunkRejected) as e:
+        bed.add_chunk(WaveformChunk("OR-1", T0, FS, wave[:500], 1))
+    assert e.value.reason == "late"
+
+
+def test_samples_before_an_emitted_tick_cannot_change_it(wave):
+    """A model forecaster reads the waveform window when the tick is emitted; samples for that
+    window arriving afterwards are counted as late instead of silently missing from it."""
+    chunks = chunks_of(wave, [500])
+    held = chunks.pop(100)             # samples 100-101 s
+    chunks.insert(103, held)           # arrives after the tick at ~102 s was emitted
+    bed = BedState("OR-1", Settings(), needs_wave=True)
+    late = 0
+    for ch in chunks:
+        try:
+            late += bed.add_chunk(ch).late_samples
+        except ChunkRejected as exc:
+            assert exc.reason == "late"
+            late += ch.n
+    assert late > 0

@@ -150,9 +150,18 @@ def caseid_of(path: Path) -> int | None:
 
 
 def load_clinical(path: Path) -> dict[int, dict[str, str]]:
-    """VitalDB clinical table rows by caseid."""
+    """VitalDB clinical table rows by caseid; rows whose caseid is not a number are skipped."""
     with open(path, newline="") as f:
-        return {int(float(r["caseid"])): r for r in csv.DictReader(f) if r.get("caseid")}
+        rows = list(csv.DictReader(f))
+    if rows and "caseid" not in rows[0]:
+        raise ValueError(f"{path} has no caseid column (columns: {list(rows[0])})")
+    out = {}
+    for r in rows:
+        try:
+            out[int(float(r["caseid"]))] = r
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def context_from_clinical(row: dict[str, str], bed_id: str, t_ns: int) -> PatientContext:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streams.replay import caseid_of, load_clinical
 from training.labels import ELIGIBLE, LabelProtocol, point_labels
 
 log = logging.getLogger("iohwatch.cohort")
@@ -219,29 +220,6 @@ def split_subjects(subjects, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> dict[i
     return out
 
 
-def _caseid_of(path: Path) -> int | None:
-    import re
-
-    digits = re.findall(r"\d+", path.stem)
-    return int(digits[-1]) if digits else None
-
-
-def _load_clinical(path: Path) -> dict[int, dict[str, str]]:
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and "caseid" not in rows[0]:
-        raise ValueError(f"cohort: {path} has no caseid column (columns: {list(rows[0])})")
-    out = {}
-    for r in rows:
-        try:
-            out[int(float(r["caseid"]))] = r
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
 @dataclass
 class CohortSummary:
     cases: dict[str, int] = field(default_factory=dict)
@@ -280,11 +258,11 @@ def build_cohort(recordings_dir: Path, clinical_csv: Path, out_dir: Path, *, see
     """
     recordings_dir, out_dir = Path(recordings_dir), Path(out_dir)
     files = sorted(p for p in recordings_dir.iterdir() if p.suffix.lower() == ".vital")
-    clinical = _load_clinical(Path(clinical_csv))
+    clinical = load_clinical(Path(clinical_csv))
     summary = CohortSummary()
     jobs: list[tuple[Path, int, int]] = []
     for p in files:
-        cid = _caseid_of(p)
+        cid = caseid_of(p)
         row = clinical.get(cid) if cid is not None else None
         if row is None:
             summary.skipped.append({"recording": p.name, "reason": f"caseid {cid} not in {Path(clinical_csv).name}"})
